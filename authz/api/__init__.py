@@ -1,0 +1,57 @@
+"""HTTP layer: blueprints, request hooks and error mapping."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from flask import Flask
+from flask import Response
+from flask import g
+from flask import request
+
+from authz.api import context
+from authz.api.errors import register_error_handlers
+from authz.context import request_id_var
+
+access_log = logging.getLogger("authz.access")
+# Blueprints whose routes are JSON API routes: each must be in the OpenAPI document.
+JSON_BLUEPRINTS = frozenset({"health", "keys", "openapi"})
+
+
+def _before() -> None:
+    g.started = time.perf_counter()
+    context.assign_request_id()
+
+
+def _after(response: Response) -> Response:
+    response.headers["X-Request-ID"] = context.request_id()
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Cache-Control", "no-store")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    # The path only: query strings can carry hints or codes that do not belong in logs.
+    access_log.info("request", extra={
+        "method": request.method, "path": request.path, "status": response.status_code,
+        "duration_ms": round(elapsed, 2), "remote_addr": request.remote_addr})
+    return response
+
+
+def _teardown(_error: BaseException | None) -> None:
+    token = g.pop("request_id_token", None)
+    if token is not None:
+        request_id_var.reset(token)
+
+
+def register_api(app: Flask) -> None:
+    from authz.api import health
+    from authz.api import keys
+    from authz.api import openapi
+
+    app.before_request(_before)
+    app.after_request(_after)
+    app.teardown_request(_teardown)
+    app.register_blueprint(health.bp)
+    app.register_blueprint(keys.bp)
+    app.register_blueprint(openapi.bp)
+    register_error_handlers(app)

@@ -1,0 +1,77 @@
+"""Map every error to RFC 9457 problem details, in one place.
+
+``type`` is a stable URI per error code under the issuer; the public ``detail`` comes from the
+error itself, never from ``str()`` of an unexpected exception, which is only logged.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Flask
+from flask import Response
+from flask import current_app
+from flask import json
+from flask_limiter.errors import RateLimitExceeded
+from werkzeug.exceptions import HTTPException
+
+from authz.api.context import request_id
+from authz.errors import AuthzError
+
+log = logging.getLogger("authz.api")
+PROBLEM_JSON = "application/problem+json"
+
+
+def problem_type(code: str) -> str:
+    return f"{current_app.config['AUTHZ_ISSUER']}/problems/{code}"
+
+
+def problem(status: int, code: str, title: str, detail: str | None = None,
+            headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    body: dict[str, Any] = {"type": problem_type(code), "title": title, "status": status}
+    if detail and detail != title:
+        body["detail"] = detail
+    body["request_id"] = request_id()
+    body.update(extra)
+    response = Response(json.dumps(body, ensure_ascii=False), status=status,
+                        mimetype=PROBLEM_JSON)
+    for name, value in (headers or {}).items():
+        response.headers[name] = value
+    return response
+
+
+def _authz_error(error: AuthzError) -> Response:
+    if error.status >= 500:
+        log.error("service error", extra={"code": error.code})
+    return problem(error.status, error.code, error.description)
+
+
+def _rate_limited(error: RateLimitExceeded) -> Response:
+    # Flask-Limiter adds Retry-After and the RateLimit-* headers to this response itself.
+    log.info("rate limited", extra={"code": "rate_limited"})
+    return problem(429, "rate_limited", "Too many requests.")
+
+
+def _http_error(error: HTTPException) -> Response:
+    status = error.code or 500
+    code = (error.name or "error").lower().replace(" ", "_")
+    headers = {}
+    if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
+        headers["Allow"] = ", ".join(sorted(error.valid_methods))  # type: ignore[attr-defined]
+    return problem(status, code, error.name or "Error", headers=headers)
+
+
+def _unexpected(error: Exception) -> Response:
+    if isinstance(error, HTTPException):
+        return _http_error(error)
+    log.exception("unhandled error")
+    return problem(500, "server_error", "Internal error.",
+                   "The request failed; quote the request id when reporting it.")
+
+
+def register_error_handlers(app: Flask) -> None:
+    app.register_error_handler(AuthzError, _authz_error)
+    app.register_error_handler(RateLimitExceeded, _rate_limited)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,362 @@
+"""The ``authz`` command: thin wrappers over services, ``--json`` for scripts.
+
+Creating commands act at once; destructive ones ask for ``--yes``. Bad input is one line on
+stderr and exit code 2, with nothing written.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import click
+from flask import current_app
+from flask.cli import FlaskGroup
+from flask_migrate.cli import db as db_commands
+from sqlalchemy.exc import SQLAlchemyError
+
+from authz import create_app
+from authz.errors import AuthzError
+from authz.errors import Unavailable
+from authz.extensions import db
+
+OPERATOR = "operator:cli"
+
+
+def _create_app() -> Any:
+    return create_app()
+
+
+class CommandError(click.ClickException):
+    """One line on stderr and an exit code: 2 for bad input, 1 when something is unavailable."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code  # type: ignore[misc]
+
+    def show(self, file: Any = None) -> None:
+        click.echo(f"authz: error: {self.format_message()}", err=True)
+
+
+class AuthzGroup(FlaskGroup):
+    """Turns domain and database errors raised by any subcommand into :class:`CommandError`."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except AuthzError as error:
+            raise CommandError(error.description,
+                               1 if isinstance(error, Unavailable) else 2) from None
+        except SQLAlchemyError as error:
+            reason = str(getattr(error, "orig", None) or type(error).__name__).splitlines()[0]
+            raise CommandError(f"database: {reason} (is it reachable, and migrated with"
+                               " `authz db upgrade`?)", 1) from None
+
+
+@click.group(cls=AuthzGroup, create_app=_create_app, add_default_commands=False,
+             add_version_option=False, load_dotenv=False, set_debug_flag=False)
+def authz_cli() -> None:
+    """authz: consent and access-control authorization service."""
+
+
+authz_cli.add_command(db_commands, "db")
+
+
+def emit(value: Any, as_json: bool, text: Callable[[Any], str]) -> None:
+    click.echo(json.dumps(value, ensure_ascii=False, indent=None) if as_json else text(value))
+
+
+def main() -> None:
+    """Console-script entry point."""
+    authz_cli.main(prog_name="authz")
+
+
+# -- serve --------------------------------------------------------------------------------------
+
+@authz_cli.command("serve", with_appcontext=False)
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--workers", default=4, show_default=True, type=click.IntRange(1, 64),
+              help="Worker processes.")
+@click.option("--server", type=click.Choice(["gunicorn", "granian"]), default="gunicorn",
+              show_default=True)
+def serve_command(host: str, port: int, workers: int, server: str) -> None:
+    """Apply migrations, make sure signing keys exist, then serve with a production server."""
+    from authz import server as servers
+    from authz.startup import prepare
+
+    display = f"[{host}]" if ":" in host else host
+    os.environ.setdefault("AUTHZ_ISSUER", f"http://{display}:{port}")
+    app = create_app()  # validates the configuration before anything is bound
+    prepare(app)
+    issuer = app.config["AUTHZ_ISSUER"]
+    click.echo(f"authz serving on http://{display}:{port} (issuer {issuer}, {workers} "
+               f"{server} workers{', demo mode' if app.config['AUTHZ_DEMO'] else ''})", err=True)
+    servers.run(server, host, port, workers)
+
+
+# -- institutions -------------------------------------------------------------------------------
+
+@authz_cli.group("institution")
+def institution_group() -> None:
+    """Register and list institutions."""
+
+
+@institution_group.command("add")
+@click.option("--name", required=True)
+@click.option("--type", "kind", required=True, help="hospital|clinic|pharmacy|care_provider|"
+              "municipality|research|resource_server")
+@click.option("--code", required=True, help="National institution code.")
+@click.option("--role", "roles", multiple=True,
+              help="A practitioner role it may assert (repeatable; default: all its type allows).")
+@click.option("--emergency", is_flag=True, help="Registered for emergency care (hospitals).")
+@click.option("--json", "as_json", is_flag=True)
+def institution_add(name: str, kind: str, code: str, roles: tuple[str, ...], emergency: bool,
+                    as_json: bool) -> None:
+    """Register an institution."""
+    from authz.registry import service
+
+    created = service.add_institution(
+        db.session(), service.InstitutionSpec(name, kind, code, roles, emergency), actor=OPERATOR)
+    emit(created.to_dict(), as_json, lambda d: f"{d['id']}\t{d['type']}\t{d['code']}\t{d['name']}")
+
+
+@institution_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def institution_list(as_json: bool) -> None:
+    """List institutions."""
+    from authz.registry import service
+
+    rows = [i.to_dict() for i in service.list_institutions(db.session())]
+    emit(rows, as_json, lambda rs: "\n".join(
+        f"{d['id']}\t{d['type']}\t{d['code']}\t{d['name']}" for d in rs))
+
+
+@institution_group.command("show")
+@click.argument("institution_id")
+@click.option("--json", "as_json", is_flag=True)
+def institution_show(institution_id: str, as_json: bool) -> None:
+    """Show one institution."""
+    from authz.registry import service
+
+    emit(service.get_institution(db.session(), institution_id).to_dict(), as_json, _pretty)
+
+
+# -- clients ------------------------------------------------------------------------------------
+
+@authz_cli.group("client")
+def client_group() -> None:
+    """Register, list, disable and delete OAuth clients."""
+
+
+@client_group.command("add")
+@click.option("--institution", required=True, help="Institution id.")
+@click.option("--name", required=True)
+@click.option("--auth-method", required=True, type=click.Choice(["none", "private_key_jwt"]))
+@click.option("--jwks", "jwks_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="JSON file with the client's public keys (private_key_jwt).")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, help="Repeatable.")
+@click.option("--scope", required=True, help='Space-separated, e.g. "openid decisions".')
+@click.option("--client-id", help="Choose the client id (default: generated).")
+@click.option("--json", "as_json", is_flag=True)
+def client_add(institution: str, name: str, auth_method: str, jwks_file: Path | None,
+               redirect_uris: tuple[str, ...], scope: str, client_id: str | None,
+               as_json: bool) -> None:
+    """Register an OAuth client of an institution."""
+    from authz.registry import service
+
+    jwks = None
+    if jwks_file is not None:
+        try:
+            jwks = jwks_file.read_bytes()
+        except OSError as error:
+            raise CommandError(f"cannot read {jwks_file}: {error.strerror}") from None
+    created = service.add_client(db.session(), service.ClientSpec(
+        institution=institution, name=name, auth_method=auth_method,
+        redirect_uris=redirect_uris, scope=scope, jwks=jwks, client_id=client_id),
+        actor=OPERATOR)
+    emit(created.to_dict(), as_json, lambda d: d["client_id"])
+
+
+@client_group.command("list")
+@click.option("--institution", help="Only this institution's clients.")
+@click.option("--json", "as_json", is_flag=True)
+def client_list(institution: str | None, as_json: bool) -> None:
+    """List clients."""
+    from authz.registry import service
+
+    rows = [c.to_dict() for c in service.list_clients(db.session(), institution)]
+    emit(rows, as_json, lambda rs: "\n".join(
+        f"{d['client_id']}\t{d['institution']}\t{d['auth_method']}\t"
+        f"{'enabled' if d['enabled'] else 'disabled'}\t{d['name']}" for d in rs))
+
+
+@client_group.command("show")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+def client_show(client_id: str, as_json: bool) -> None:
+    """Show one client."""
+    from authz.registry import service
+
+    emit(service.get_client(db.session(), client_id).to_dict(), as_json, _pretty)
+
+
+def _require_yes(yes: bool, consequence: str) -> None:
+    if not yes:
+        raise CommandError(f"{consequence}; pass --yes to confirm")
+
+
+@client_group.command("disable")
+@click.argument("client_id")
+@click.option("--yes", is_flag=True, help="Really disable.")
+@click.option("--json", "as_json", is_flag=True)
+def client_disable(client_id: str, yes: bool, as_json: bool) -> None:
+    """Disable a client: it can no longer obtain or use tokens."""
+    from authz.registry import service
+
+    _require_yes(yes, "disabling a client stops its tokens working")
+    client = service.set_client_enabled(db.session(), client_id, False, actor=OPERATOR)
+    emit(client.to_dict(), as_json, lambda d: f"{d['client_id']} disabled")
+
+
+@client_group.command("enable")
+@click.argument("client_id")
+@click.option("--json", "as_json", is_flag=True)
+def client_enable(client_id: str, as_json: bool) -> None:
+    """Enable a disabled client again."""
+    from authz.registry import service
+
+    client = service.set_client_enabled(db.session(), client_id, True, actor=OPERATOR)
+    emit(client.to_dict(), as_json, lambda d: f"{d['client_id']} enabled")
+
+
+@client_group.command("delete")
+@click.argument("client_id")
+@click.option("--yes", is_flag=True, help="Really delete.")
+@click.option("--json", "as_json", is_flag=True)
+def client_delete(client_id: str, yes: bool, as_json: bool) -> None:
+    """Delete a client and everything it holds."""
+    from authz.registry import service
+
+    _require_yes(yes, "deleting a client revokes its tokens")
+    service.delete_client(db.session(), client_id, actor=OPERATOR)
+    emit({"client_id": client_id, "deleted": True}, as_json, lambda d: f"{client_id} deleted")
+
+
+# -- keys ---------------------------------------------------------------------------------------
+
+@authz_cli.group("keys")
+def keys_group() -> None:
+    """Signing keys: list, initialise, rotate."""
+
+
+@keys_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def keys_list(as_json: bool) -> None:
+    """List signing keys (public parts and lifecycle dates)."""
+    from authz.keys import service
+
+    rows = [k.to_dict() for k in service.history(db.session())]
+    for row in rows:
+        row.pop("public_jwk")
+    emit(rows, as_json, lambda rs: "\n".join(f"{r['kid']}\t{r['state']}" for r in rs))
+
+
+@keys_group.command("init")
+@click.option("--json", "as_json", is_flag=True)
+def keys_init(as_json: bool) -> None:
+    """Create the active and next keys if missing (serve does this too)."""
+    from authz.keys import service
+
+    created = service.ensure_keys(db.session(), current_app.config["AUTHZ_KEK_BYTES"],
+                                  actor=OPERATOR)
+    emit({"created": created}, as_json, lambda d: f"{len(created)} key(s) created")
+
+
+@keys_group.command("rotate")
+@click.option("--json", "as_json", is_flag=True)
+def keys_rotate(as_json: bool) -> None:
+    """Promote the published next key to active; the old one keeps verifying until retired."""
+    from authz.keys import service
+
+    result = service.rotate(db.session(), current_app.config["AUTHZ_KEK_BYTES"], actor=OPERATOR)
+    emit(result, as_json, lambda d: "\n".join(f"{k}\t{v}" for k, v in d.items()))
+
+
+# -- jobs ---------------------------------------------------------------------------------------
+
+@authz_cli.group("jobs")
+def jobs_group() -> None:
+    """Periodic jobs (one runner per job across all instances)."""
+
+
+@jobs_group.command("run")
+@click.option("--once", is_flag=True, help="Run due jobs once and exit.")
+@click.option("--poll", default=1.0, show_default=True, type=click.FloatRange(0.1, 60))
+@click.option("--json", "as_json", is_flag=True)
+def jobs_run(once: bool, poll: float, as_json: bool) -> None:
+    """Run due jobs under database leases, until interrupted (or once)."""
+    import authz.jobs.builtin  # noqa: F401 - registers the foundation's jobs
+    from authz.jobs import runner
+
+    while True:
+        outcomes = runner.run_due(db.session(), current_app.config)
+        for outcome in outcomes:
+            if outcome.status != "skipped" or once:
+                emit({"job": outcome.name, "status": outcome.status}, as_json,
+                     lambda d: f"{d['job']}\t{d['status']}")
+        if once:
+            if any(o.status == "failed" for o in outcomes):
+                sys.exit(1)
+            return
+        db.session.remove()
+        time.sleep(poll)
+
+
+@jobs_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def jobs_list(as_json: bool) -> None:
+    """Show each job's lease and last run."""
+    import authz.jobs.builtin  # noqa: F401
+    from authz.jobs import runner
+
+    leases = {lease.name: lease for lease in runner.leases(db.session())}
+    rows = []
+    for job in runner.registered():
+        lease = leases.get(job.name)
+        rows.append({"job": job.name, "interval_s": int(job.interval.total_seconds()),
+                     "last_run_at": lease.last_run_at.isoformat() if lease and lease.last_run_at
+                     else None, "last_status": lease.last_status if lease else None,
+                     "holder": lease.holder if lease else None})
+    emit(rows, as_json, lambda rs: "\n".join(
+        f"{r['job']}\tevery {r['interval_s']}s\tlast {r['last_run_at'] or '-'}"
+        f"\t{r['last_status'] or '-'}" for r in rs))
+
+
+# -- audit --------------------------------------------------------------------------------------
+
+@authz_cli.group("audit")
+def audit_group() -> None:
+    """The tamper-evident audit log."""
+
+
+@audit_group.command("verify")
+@click.option("--json", "as_json", is_flag=True)
+def audit_verify(as_json: bool) -> None:
+    """Re-hash the whole chain; exit 1 naming the first bad entry."""
+    from authz.audit.verify import verify_database
+
+    verdict = verify_database(db.session())
+    emit({"ok": verdict.ok, "count": verdict.count, "bad_seq": verdict.bad_seq,
+          "problem": verdict.problem}, as_json, lambda d: verdict.describe())
+    if not verdict.ok:
+        sys.exit(1)
+
+
+def _pretty(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, indent=2)

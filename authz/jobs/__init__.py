@@ -1,0 +1,1 @@
+"""Periodic jobs under database leases (no Flask here)."""

@@ -1,0 +1,1 @@
+"""Signing keys of the service (no Flask here)."""

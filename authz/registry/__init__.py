@@ -1,0 +1,1 @@
+"""Institutions and OAuth clients (no Flask here)."""

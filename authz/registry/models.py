@@ -1,0 +1,60 @@
+"""Institutions and the OAuth clients bound to them."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON
+from sqlalchemy import Boolean
+from sqlalchemy import ForeignKey
+from sqlalchemy import String
+from sqlalchemy.orm import Mapped
+from sqlalchemy.orm import mapped_column
+from sqlalchemy.orm import relationship
+
+from authz.database import Base
+from authz.database import UTCDateTime
+from authz.database import utcnow
+
+
+class Institution(Base):
+    __tablename__ = "institutions"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    type: Mapped[str] = mapped_column(String(32))
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    roles: Mapped[list[str]] = mapped_column(JSON)
+    emergency: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    clients: Mapped[list[Client]] = relationship(back_populates="institution")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "name": self.name, "type": self.type, "code": self.code,
+                "roles": list(self.roles), "emergency": self.emergency,
+                "created_at": self.created_at.isoformat()}
+
+
+class Client(Base):
+    __tablename__ = "clients"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    auth_method: Mapped[str] = mapped_column(String(32))
+    redirect_uris: Mapped[list[str]] = mapped_column(JSON)
+    jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    scopes: Mapped[list[str]] = mapped_column(JSON)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+    institution: Mapped[Institution] = relationship(back_populates="clients")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"client_id": self.client_id, "institution": self.institution_id,
+                "name": self.name, "auth_method": self.auth_method,
+                "redirect_uris": list(self.redirect_uris), "scopes": list(self.scopes),
+                "jwks": self.jwks, "enabled": self.enabled,
+                "created_at": self.created_at.isoformat()}

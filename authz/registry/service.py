@@ -1,0 +1,142 @@
+"""Registry use cases: each is one audited write."""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from dataclasses import field
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from authz import audit
+from authz.database import write
+from authz.errors import Conflict
+from authz.errors import InvalidInput
+from authz.errors import NotFound
+from authz.registry import rules
+from authz.registry.models import Client
+from authz.registry.models import Institution
+
+
+@dataclass(frozen=True)
+class InstitutionSpec:
+    name: str
+    type: str
+    code: str
+    roles: Sequence[str] = ()
+    emergency: bool = False
+
+
+@dataclass(frozen=True)
+class ClientSpec:
+    institution: str
+    name: str
+    auth_method: str
+    redirect_uris: Sequence[str]
+    scope: str
+    jwks: str | bytes | None = None
+    client_id: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{secrets.token_hex(8)}"
+
+
+def add_institution(session: Session, spec: InstitutionSpec, *, actor: str) -> Institution:
+    kind = rules.check_type(spec.type)
+    institution = Institution(
+        id=new_id("ins"), name=rules.check_name(spec.name), type=kind,
+        code=rules.check_code(spec.code),
+        roles=rules.check_roles(kind, spec.roles, spec.emergency), emergency=spec.emergency,
+    )
+    with write(session):
+        taken = session.execute(
+            select(Institution.id).where(Institution.code == institution.code)).first()
+        if taken:
+            raise Conflict(f"institution code {institution.code!r} is already registered")
+        session.add(institution)
+        session.flush()
+        audit.record(session, audit.Event(
+            type="registry.institution_added", actor=actor, institution=institution.id,
+            detail={"type": kind, "code": institution.code, "roles": institution.roles,
+                    "emergency": int(institution.emergency)}))
+    return institution
+
+
+def get_institution(session: Session, institution_id: str) -> Institution:
+    found = session.get(Institution, institution_id)
+    if found is None:
+        raise NotFound(f"no institution {institution_id!r}")
+    return found
+
+
+def list_institutions(session: Session) -> list[Institution]:
+    return list(session.execute(select(Institution).order_by(Institution.created_at,
+                                                             Institution.id)).scalars())
+
+
+def add_client(session: Session, spec: ClientSpec, *, actor: str) -> Client:
+    method = rules.check_auth_method(spec.auth_method)
+    public = method == "none"
+    uris = [rules.check_redirect_uri(u, public=public) for u in dict.fromkeys(spec.redirect_uris)]
+    jwks = rules.check_jwks(spec.jwks, auth_method=method)
+    client_id = rules.check_client_id(spec.client_id) if spec.client_id else new_id("cl")
+    name = rules.check_name(spec.name)
+    with write(session):
+        institution = get_institution(session, spec.institution)
+        scopes = rules.check_scopes(spec.scope, auth_method=method,
+                                    institution_type=institution.type)
+        if not uris and "openid" in scopes:
+            raise InvalidInput("a client with the openid scope needs a redirect URI")
+        if session.get(Client, client_id) is not None:
+            raise Conflict(f"client id {client_id!r} is already registered")
+        client = Client(client_id=client_id, institution_id=institution.id, name=name,
+                        auth_method=method, redirect_uris=uris, jwks=jwks, scopes=scopes,
+                        enabled=True)
+        session.add(client)
+        session.flush()
+        audit.record(session, audit.Event(
+            type="registry.client_added", actor=actor, institution=institution.id,
+            client=client_id, detail={"auth_method": method, "scopes": scopes,
+                                      "redirect_uris": uris}))
+    return client
+
+
+def get_client(session: Session, client_id: str) -> Client:
+    found = session.get(Client, client_id)
+    if found is None:
+        raise NotFound(f"no client {client_id!r}")
+    return found
+
+
+def list_clients(session: Session, institution: str | None = None) -> list[Client]:
+    query = select(Client).order_by(Client.created_at, Client.client_id)
+    if institution:
+        query = query.where(Client.institution_id == institution)
+    return list(session.execute(query).scalars())
+
+
+def set_client_enabled(session: Session, client_id: str, enabled: bool, *, actor: str) -> Client:
+    with write(session):
+        client = get_client(session, client_id)
+        if client.enabled != enabled:
+            client.enabled = enabled
+            session.flush()
+            audit.record(session, audit.Event(
+                type="registry.client_enabled" if enabled else "registry.client_disabled",
+                actor=actor, institution=client.institution_id, client=client_id))
+    return client
+
+
+def delete_client(session: Session, client_id: str, *, actor: str) -> None:
+    with write(session):
+        client = get_client(session, client_id)
+        institution = client.institution_id
+        session.delete(client)
+        session.flush()
+        audit.record(session, audit.Event(
+            type="registry.client_deleted", actor=actor, institution=institution,
+            client=client_id))

@@ -1,0 +1,53 @@
+"""Production WSGI servers for ``authz serve``; gunicorn is the default (docs/decisions.md)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+log = logging.getLogger("authz.server")
+SERVERS = ("gunicorn", "granian")
+
+
+def run(server: str, host: str, port: int, workers: int) -> None:
+    """Serve ``wsgi:app`` semantics: each worker process builds its own app after the fork."""
+    log.info("serving", extra={"server": server, "workers": workers, "bind": f"{host}:{port}"})
+    if server == "granian":
+        _run_granian(host, port, workers)
+    else:
+        _run_gunicorn(host, port, workers)
+
+
+def _run_gunicorn(host: str, port: int, workers: int) -> None:
+    from gunicorn.app.base import BaseApplication
+
+    class Gunicorn(BaseApplication):  # type: ignore[misc]
+        def __init__(self, options: dict[str, Any]) -> None:
+            self.options = options
+            super().__init__()
+
+        def load_config(self) -> None:
+            for key, value in self.options.items():
+                self.cfg.set(key, value)
+
+        def load(self) -> Any:
+            from authz import create_app
+
+            return create_app()
+
+    bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    Gunicorn({
+        "bind": bind, "workers": workers, "worker_class": "sync", "preload_app": False,
+        "timeout": 30, "graceful_timeout": 20, "keepalive": 5, "accesslog": None,
+        "errorlog": "-", "loglevel": "warning", "proc_name": "authz",
+        # A request line or header beyond these limits is refused before it reaches Flask.
+        "limit_request_line": 8190, "limit_request_fields": 100,
+    }).run()
+
+
+def _run_granian(host: str, port: int, workers: int) -> None:
+    from granian import Granian
+    from granian.constants import Interfaces
+
+    Granian("authz.wsgi:app", address=host, port=port, interface=Interfaces.WSGI,
+            workers=workers, blocking_threads=1).serve()

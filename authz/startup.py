@@ -1,0 +1,32 @@
+"""What a starting instance does before it serves: migrate, then make sure keys exist.
+
+Both run under one cross-process lock, so two instances starting together on one PostgreSQL
+(or one SQLite file) neither race the migration nor generate two active keys.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from flask import Flask
+from flask_migrate import upgrade
+
+from authz.database import startup_lock
+from authz.extensions import db
+from authz.keys import service as keys
+
+log = logging.getLogger("authz.startup")
+
+
+def prepare(app: Flask) -> None:
+    with app.app_context():
+        with startup_lock(db.engine, "authz-startup"):
+            upgrade(directory=app.extensions["migrate"].directory)
+            created = keys.ensure_keys(db.session(), app.config["AUTHZ_KEK_BYTES"])
+            if created:
+                log.info("signing keys generated", extra={"count": len(created)})
+            if app.config["AUTHZ_DEMO"]:
+                from authz.demo import seed
+
+                seed(db.session())
+        db.session.remove()

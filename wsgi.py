@@ -1,0 +1,3 @@
+from authz import create_app
+
+app = create_app()
