@@ -37,7 +37,7 @@ def check(value: Any, depth: int = 0) -> None:
                 raise NotCanonical("object keys must be strings")
             check(item, depth + 1)
         return
-    if isinstance(value, Sequence):
+    if isinstance(value, Sequence) and not isinstance(value, bytes | bytearray):
         for item in value:
             check(item, depth + 1)
         return
@@ -47,4 +47,18 @@ def check(value: Any, depth: int = 0) -> None:
 def dumps(value: Mapping[str, Any]) -> bytes:
     """Canonical UTF-8 bytes of a mapping of strings and integers."""
     check(value)
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    return json.dumps(_ordered(value), separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def _ordered(value: Any) -> Any:
+    """RFC 8785 §3.2.3: members sorted by their names' UTF-16 code units, recursively."""
+    if isinstance(value, Mapping):
+        keys = sorted(value, key=_utf16) if not all(k.isascii() for k in value) else sorted(value)
+        return {k: _ordered(value[k]) for k in keys}
+    if isinstance(value, list | tuple):
+        return [_ordered(item) for item in value]
+    return value
+
+
+def _utf16(key: str) -> bytes:
+    return key.encode("utf-16-be", "surrogatepass")
