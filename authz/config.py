@@ -132,7 +132,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("AUTHZ_DATABASE_URL", parse_database_url, None,
             "sqlite:///PATH or postgresql://...; default: authz.db in the instance folder."),
     Setting("AUTHZ_DEMO", parse_bool, False,
-            "1 loads demo data and mounts the card simulator."),
+            "1 runs in demo mode: fictitious demo institutions are registered at start."),
     Setting("AUTHZ_SECRET_KEY", parse_text, None,
             "Session signing secret (>= 32 chars). Generated into the instance folder on SQLite;"
             " required, and shared by every instance, on PostgreSQL."),
