@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -90,6 +91,7 @@ def serve_command(host: str, port: int, workers: int, server: str) -> None:
     from authz import server as servers
     from authz.startup import prepare
 
+    metrics_dir = servers.prepare_metrics_dir()
     display = f"[{host}]" if ":" in host else host
     os.environ.setdefault("AUTHZ_ISSUER", f"http://{display}:{port}")
     app = create_app()  # validates the configuration before anything is bound
@@ -97,7 +99,10 @@ def serve_command(host: str, port: int, workers: int, server: str) -> None:
     issuer = app.config["AUTHZ_ISSUER"]
     click.echo(f"authz serving on http://{display}:{port} (issuer {issuer}, {workers} "
                f"{server} workers{', demo mode' if app.config['AUTHZ_DEMO'] else ''})", err=True)
-    servers.run(server, host, port, workers)
+    try:
+        servers.run(server, host, port, workers)
+    finally:
+        shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
 # -- institutions -------------------------------------------------------------------------------
@@ -168,12 +173,14 @@ def client_add(institution: str, name: str, auth_method: str, jwks_file: Path | 
                redirect_uris: tuple[str, ...], scope: str, client_id: str | None,
                as_json: bool) -> None:
     """Register an OAuth client of an institution."""
+    from authz.registry import rules
     from authz.registry import service
 
     jwks = None
     if jwks_file is not None:
         try:
-            jwks = jwks_file.read_bytes()
+            with jwks_file.open("rb") as handle:  # bounded: --jwks /dev/zero must not hang
+                jwks = handle.read(rules.MAX_JWKS_BYTES + 1)
         except OSError as error:
             raise CommandError(f"cannot read {jwks_file}: {error.strerror}") from None
     created = service.add_client(db.session(), service.ClientSpec(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from typing import Any
 
 log = logging.getLogger("authz.server")
@@ -16,6 +18,19 @@ def run(server: str, host: str, port: int, workers: int) -> None:
         _run_granian(host, port, workers)
     else:
         _run_gunicorn(host, port, workers)
+
+
+def prepare_metrics_dir() -> str:
+    """A fresh folder for the workers' metric files; must precede any prometheus import."""
+    folder = tempfile.mkdtemp(prefix="authz-metrics-")
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = folder
+    return folder
+
+
+def _child_exit(_server: Any, worker: Any) -> None:
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
 
 
 def _run_gunicorn(host: str, port: int, workers: int) -> None:
@@ -42,6 +57,7 @@ def _run_gunicorn(host: str, port: int, workers: int) -> None:
         "errorlog": "-", "loglevel": "warning", "proc_name": "authz",
         # A request line or header beyond these limits is refused before it reaches Flask.
         "limit_request_line": 8190, "limit_request_fields": 100,
+        "child_exit": _child_exit,
     }).run()
 
 

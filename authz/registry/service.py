@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from dataclasses import field
 
 from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from authz import audit
@@ -52,18 +53,30 @@ def add_institution(session: Session, spec: InstitutionSpec, *, actor: str) -> I
         code=rules.check_code(spec.code),
         roles=rules.check_roles(kind, spec.roles, spec.emergency), emergency=spec.emergency,
     )
-    with write(session):
-        taken = session.execute(
-            select(Institution.id).where(Institution.code == institution.code)).first()
-        if taken:
-            raise Conflict(f"institution code {institution.code!r} is already registered")
-        session.add(institution)
-        session.flush()
-        audit.record(session, audit.Event(
-            type="registry.institution_added", actor=actor, institution=institution.id,
-            detail={"type": kind, "code": institution.code, "roles": institution.roles,
-                    "emergency": int(institution.emergency)}))
+    taken = Conflict(f"institution code {institution.code!r} is already registered")
+    try:
+        with write(session):
+            if _code_taken(session, institution.code):
+                raise taken
+            session.add(institution)
+            session.flush()
+            audit.record(session, audit.Event(
+                type="registry.institution_added", actor=actor, institution=institution.id,
+                detail={"type": kind, "code": institution.code, "roles": institution.roles,
+                        "emergency": int(institution.emergency)}))
+    except IntegrityError:
+        # PostgreSQL: a concurrent registration of the same code won between check and insert.
+        raise taken from None
     return institution
+
+
+def _code_taken(session: Session, code: str) -> bool:
+    found = session.execute(select(Institution.id).where(Institution.code == code)).first()
+    return found is not None
+
+
+def _client_id_taken(session: Session, client_id: str) -> bool:
+    return session.get(Client, client_id) is not None
 
 
 def get_institution(session: Session, institution_id: str) -> Institution:
@@ -81,27 +94,34 @@ def list_institutions(session: Session) -> list[Institution]:
 def add_client(session: Session, spec: ClientSpec, *, actor: str) -> Client:
     method = rules.check_auth_method(spec.auth_method)
     public = method == "none"
-    uris = [rules.check_redirect_uri(u, public=public) for u in dict.fromkeys(spec.redirect_uris)]
+    uris = rules.check_redirect_uris(spec.redirect_uris, public=public)
     jwks = rules.check_jwks(spec.jwks, auth_method=method)
-    client_id = rules.check_client_id(spec.client_id) if spec.client_id else new_id("cl")
+    # An explicit but empty id is a mistake, not a request for a generated one.
+    client_id = (rules.check_client_id(spec.client_id) if spec.client_id is not None
+                 else new_id("cl"))
     name = rules.check_name(spec.name)
-    with write(session):
-        institution = get_institution(session, spec.institution)
-        scopes = rules.check_scopes(spec.scope, auth_method=method,
-                                    institution_type=institution.type)
-        if not uris and "openid" in scopes:
-            raise InvalidInput("a client with the openid scope needs a redirect URI")
-        if session.get(Client, client_id) is not None:
-            raise Conflict(f"client id {client_id!r} is already registered")
-        client = Client(client_id=client_id, institution_id=institution.id, name=name,
-                        auth_method=method, redirect_uris=uris, jwks=jwks, scopes=scopes,
-                        enabled=True)
-        session.add(client)
-        session.flush()
-        audit.record(session, audit.Event(
-            type="registry.client_added", actor=actor, institution=institution.id,
-            client=client_id, detail={"auth_method": method, "scopes": scopes,
-                                      "redirect_uris": uris}))
+    taken = Conflict(f"client id {client_id!r} is already registered")
+    try:
+        with write(session):
+            institution = get_institution(session, spec.institution)
+            scopes = rules.check_scopes(spec.scope, auth_method=method,
+                                        institution_type=institution.type)
+            if not uris and "openid" in scopes:
+                raise InvalidInput("a client with the openid scope needs a redirect URI")
+            if _client_id_taken(session, client_id):
+                raise taken
+            client = Client(client_id=client_id, institution_id=institution.id, name=name,
+                            auth_method=method, redirect_uris=uris, jwks=jwks, scopes=scopes,
+                            enabled=True)
+            session.add(client)
+            session.flush()
+            audit.record(session, audit.Event(
+                type="registry.client_added", actor=actor, institution=institution.id,
+                client=client_id, detail={"auth_method": method, "scopes": scopes,
+                                          "redirect_uris": uris}))
+    except IntegrityError:
+        # PostgreSQL: a concurrent registration of the same client id won the race.
+        raise taken from None
     return client
 
 
