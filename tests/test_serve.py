@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-
 from tests_support import free_port
 
 pytestmark = pytest.mark.slow

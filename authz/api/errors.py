@@ -7,6 +7,7 @@ error itself, never from ``str()`` of an unexpected exception, which is only log
 from __future__ import annotations
 
 import logging
+import re
 from typing import Any
 
 from flask import Flask
@@ -15,6 +16,7 @@ from flask import current_app
 from flask import json
 from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import MethodNotAllowed
 
 from authz.api.context import request_id
 from authz.errors import AuthzError
@@ -24,11 +26,13 @@ PROBLEM_JSON = "application/problem+json"
 
 
 def problem_type(code: str) -> str:
+    """The stable ``type`` URI of an error code."""
     return f"{current_app.config['AUTHZ_ISSUER']}/problems/{code}"
 
 
 def problem(status: int, code: str, title: str, detail: str | None = None,
             headers: dict[str, str] | None = None, **extra: Any) -> Response:
+    """An ``application/problem+json`` response carrying this request's id."""
     body: dict[str, Any] = {"type": problem_type(code), "title": title, "status": status}
     if detail and detail != title:
         body["detail"] = detail
@@ -43,7 +47,10 @@ def problem(status: int, code: str, title: str, detail: str | None = None,
 
 def _authz_error(error: AuthzError) -> Response:
     if error.status >= 500:
-        log.error("service error", extra={"code": error.code})
+        # A server-side description is written for operators (ConfigError names settings and
+        # files): log it and send the class's public description instead.
+        log.error("service error: %s", error.description, extra={"code": error.code})
+        return problem(error.status, error.code, type(error).description)
     return problem(error.status, error.code, error.description)
 
 
@@ -55,10 +62,17 @@ def _rate_limited(error: RateLimitExceeded) -> Response:
 
 def _http_error(error: HTTPException) -> Response:
     status = error.code or 500
-    code = (error.name or "error").lower().replace(" ", "_")
+    if status == 500:
+        # abort(500), or Flask's InternalServerError wrapping a failure outside the view: the
+        # same generic problem as an unexpected exception in a view.
+        log.error("internal server error", extra={"code": "server_error"})
+        return _server_error()
+    # "Method Not Allowed" -> "method_not_allowed"; "I'm a teapot" -> "i_m_a_teapot".
+    code = re.sub(r"[^a-z0-9]+", "_", (error.name or "error").lower()).strip("_") or "error"
     headers = {}
-    if status == 405 and error.valid_methods:  # type: ignore[attr-defined]
-        headers["Allow"] = ", ".join(sorted(error.valid_methods))  # type: ignore[attr-defined]
+    if isinstance(error, MethodNotAllowed) and error.valid_methods:
+        # RFC 9110 §15.5.6: a 405 lists the methods the resource supports.
+        headers["Allow"] = ", ".join(sorted(error.valid_methods))
     return problem(status, code, error.name or "Error", headers=headers)
 
 
@@ -66,11 +80,16 @@ def _unexpected(error: Exception) -> Response:
     if isinstance(error, HTTPException):
         return _http_error(error)
     log.exception("unhandled error")
+    return _server_error()
+
+
+def _server_error() -> Response:
     return problem(500, "server_error", "Internal error.",
                    "The request failed; quote the request id when reporting it.")
 
 
 def register_error_handlers(app: Flask) -> None:
+    """Render every error as problem+json (OAuth endpoints will keep their RFC 6749 bodies)."""
     app.register_error_handler(AuthzError, _authz_error)
     app.register_error_handler(RateLimitExceeded, _rate_limited)
     app.register_error_handler(HTTPException, _http_error)

@@ -1,7 +1,15 @@
 """The OpenAPI 3.1 description of the JSON API, served at ``/openapi.json``.
 
-A test keeps it true: every JSON route is documented and every documented route exists; the
-suite fuzzes it with schemathesis. Each capability adds its paths to ``PATHS``.
+``tests/api/test_openapi.py`` keeps it true: the document validates against the OpenAPI 3.1
+meta-schema, every route of a blueprint in ``authz.api.JSON_BLUEPRINTS`` is documented with each
+of its methods and every documented operation exists, and schemathesis fuzzes every operation
+against the WSGI app (no 500s; status codes, media types, headers and bodies as documented).
+
+Each capability adds its paths to ``PATHS`` and its blueprint to ``JSON_BLUEPRINTS``; nothing else
+is needed for its operations to join the fuzzing. Document every status an operation can answer
+with (``_problem`` for errors). Operations that need a token will declare a ``security``
+requirement here and, once OAuth exists, the fuzz test will get tokens from fixtures (a
+schemathesis auth provider) so that the authenticated paths are exercised, not only their 401s.
 """
 
 from __future__ import annotations
@@ -15,12 +23,13 @@ from flask import json
 
 bp = Blueprint("openapi", __name__)
 
-PROBLEM = {
-    "description": "RFC 9457 problem details",
-    "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/Problem"}}},
-}
-REQUEST_ID_HEADER = {"X-Request-ID": {"schema": {"type": "string"},
-                                      "description": "Echoes a valid incoming id or a new one."}}
+# Every response carries it (``authz.api._after``), errors included.
+REQUEST_ID_HEADER = {"X-Request-ID": {
+    "required": True, "schema": {"type": "string", "minLength": 1},
+    "description": "Echoes a well-formed incoming X-Request-ID, otherwise a new id."}}
+RETRY_AFTER_HEADER = {"Retry-After": {
+    "required": True, "schema": {"type": "string", "pattern": "^[0-9]+$"},
+    "description": "Seconds to wait before trying again."}}
 
 
 def _ok(schema: dict[str, Any], media: str = "application/json",
@@ -29,10 +38,30 @@ def _ok(schema: dict[str, Any], media: str = "application/json",
             "content": {media: {"schema": schema}}}
 
 
+def _problem(description: str, headers: dict[str, Any] | None = None) -> dict[str, Any]:
+    """An RFC 9457 problem response."""
+    return {"description": description, "headers": {**REQUEST_ID_HEADER, **(headers or {})},
+            "content": {"application/problem+json": {
+                "schema": {"$ref": "#/components/schemas/Problem"}}}}
+
+
+TIMESTAMP = {"type": "string", "format": "date-time"}
+OPTIONAL_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
 JWK = {"type": "object", "required": ["kty", "kid"], "properties": {
     "kty": {"type": "string"}, "crv": {"type": "string"}, "x": {"type": "string"},
     "y": {"type": "string"}, "kid": {"type": "string"}, "use": {"type": "string"},
     "alg": {"type": "string"}}}
+HISTORY_ENTRY = {"type": "object", "required": [
+    "kid", "alg", "state", "created_at", "activated_at", "retiring_at", "retired_at",
+    "public_jwk"], "properties": {
+    "kid": {"type": "string"},
+    "alg": {"type": "string"},
+    "state": {"enum": ["next", "active", "retiring", "retired"]},
+    "created_at": TIMESTAMP,
+    "activated_at": OPTIONAL_TIMESTAMP,
+    "retiring_at": OPTIONAL_TIMESTAMP,
+    "retired_at": OPTIONAL_TIMESTAMP,
+    "public_jwk": {"$ref": "#/components/schemas/JWK"}}}
 
 PATHS: dict[str, Any] = {
     "/healthz": {"get": {
@@ -44,10 +73,10 @@ PATHS: dict[str, Any] = {
         "tags": ["operations"],
         "responses": {"200": _ok({"type": "object", "required": ["status"],
                                   "properties": {"status": {"const": "ready"}}}),
-                      "503": PROBLEM}}},
+                      "503": _problem("The database is not reachable", RETRY_AFTER_HEADER)}}},
     "/openapi.json": {"get": {
         "operationId": "openapi", "summary": "This document", "tags": ["operations"],
-        "responses": {"200": _ok({"type": "object"})}}},
+        "responses": {"200": _ok({"type": "object", "required": ["openapi", "info", "paths"]})}}},
     "/jwks.json": {"get": {
         "operationId": "jwks", "summary": "Public keys that can verify live tokens",
         "tags": ["keys"],
@@ -58,15 +87,13 @@ PATHS: dict[str, Any] = {
         "operationId": "keyHistory", "summary": "Every signing key, retired ones included",
         "tags": ["keys"],
         "responses": {"200": _ok({"type": "object", "required": ["keys"], "properties": {
-            "keys": {"type": "array", "items": {"type": "object", "required": [
-                "kid", "state", "public_jwk"], "properties": {
-                "kid": {"type": "string"},
-                "state": {"enum": ["next", "active", "retiring", "retired"]},
-                "public_jwk": {"$ref": "#/components/schemas/JWK"}}}}}})}}},
+            "keys": {"type": "array",
+                     "items": {"$ref": "#/components/schemas/KeyHistoryEntry"}}}})}}},
 }
 
 
 def document(issuer: str) -> dict[str, Any]:
+    """The whole document, with ``issuer`` as its server."""
     return {
         "openapi": "3.1.0",
         "info": {"title": "authz", "version": "1",
@@ -74,18 +101,20 @@ def document(issuer: str) -> dict[str, Any]:
         "servers": [{"url": issuer}],
         "paths": PATHS,
         "components": {"schemas": {
-            "Problem": {"type": "object", "required": ["type", "title", "status"],
+            "Problem": {"type": "object", "required": ["type", "title", "status", "request_id"],
                         "properties": {"type": {"type": "string", "format": "uri"},
                                        "title": {"type": "string"},
                                        "status": {"type": "integer"},
                                        "detail": {"type": "string"},
                                        "request_id": {"type": "string"}}},
             "JWK": JWK,
+            "KeyHistoryEntry": HISTORY_ENTRY,
         }},
     }
 
 
 @bp.get("/openapi.json")
 def openapi() -> Response:
+    """Serve the document."""
     body = json.dumps(document(current_app.config["AUTHZ_ISSUER"]))
     return Response(body, mimetype="application/json")
