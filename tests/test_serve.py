@@ -76,6 +76,16 @@ def test_serve_demo_on_sqlite_answers_health_and_readiness(tmp_path):
         status, problem = get(f"{base}/nowhere")
         assert status == 404
         assert problem["status"] == 404
+        for _ in range(20):
+            get(f"{base}/healthz")
+        with urllib.request.urlopen(f"{base}/metrics", timeout=5) as response:  # noqa: S310
+            scraped = response.read().decode()
+        # counters of both workers are summed: all 21 health checks are there
+        healthz = [line for line in scraped.splitlines()
+                   if line.startswith("authz_http_requests_total{")
+                   and 'endpoint="health.healthz"' in line]
+        assert sum(float(line.rsplit(" ", 1)[1]) for line in healthz) == 21
+        assert 'authz_http_refused_total{code="not_found"}' in scraped
     assert process.returncode == 0
     listed = subprocess.run([AUTHZ, "institution", "list", "--json"], capture_output=True,
                             env={**os.environ, **env}, check=True)

@@ -10,6 +10,7 @@ from flask import Response
 from flask import g
 from flask import request
 
+from authz import metrics
 from authz.api import context
 from authz.api.errors import register_error_handlers
 from authz.context import request_id_var
@@ -29,7 +30,12 @@ def _after(response: Response) -> Response:
     response.headers.setdefault("X-Content-Type-Options", "nosniff")
     response.headers.setdefault("Cache-Control", "no-store")
     response.headers.setdefault("Referrer-Policy", "no-referrer")
-    elapsed = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    elapsed = seconds * 1000
+    endpoint = request.endpoint or "unrouted"
+    metrics.REQUESTS.labels(endpoint=endpoint, method=request.method,
+                            status=str(response.status_code)).inc()
+    metrics.LATENCY.labels(endpoint=endpoint).observe(seconds)
     # The path only: query strings can carry hints or codes that do not belong in logs.
     access_log.info("request", extra={
         "method": request.method, "path": request.path, "status": response.status_code,
@@ -47,6 +53,7 @@ def register_api(app: Flask) -> None:
     from authz.api import health
     from authz.api import keys
     from authz.api import openapi
+    from authz.api import telemetry
 
     app.before_request(_before)
     app.after_request(_after)
@@ -54,4 +61,5 @@ def register_api(app: Flask) -> None:
     app.register_blueprint(health.bp)
     app.register_blueprint(keys.bp)
     app.register_blueprint(openapi.bp)
+    app.register_blueprint(telemetry.bp)
     register_error_handlers(app)

@@ -18,6 +18,7 @@ from flask_limiter.errors import RateLimitExceeded
 from werkzeug.exceptions import HTTPException
 from werkzeug.exceptions import MethodNotAllowed
 
+from authz import metrics
 from authz.api.context import request_id
 from authz.errors import AuthzError
 
@@ -38,6 +39,9 @@ def problem(status: int, code: str, title: str, detail: str | None = None,
         body["detail"] = detail
     body["request_id"] = request_id()
     body.update(extra)
+    if 400 <= status < 500:
+        # Client errors are counted, not audited: floods of bad requests stay out of the log.
+        metrics.REFUSED.labels(code=code).inc()
     response = Response(json.dumps(body, ensure_ascii=False), status=status,
                         mimetype=PROBLEM_JSON)
     for name, value in (headers or {}).items():

@@ -259,3 +259,12 @@ def test_rate_limit_with_redis_storage(build_app, redis_db):
     # A second app (another worker) sharing the Redis sees the same exhausted counter.
     response = build_app(AUTHZ_REDIS_URL=REDIS_URL).test_client().get("/_test/limited")
     assert_problem(response, 429, "rate_limited")
+
+
+def test_metrics_are_served_to_loopback_only(client):
+    client.get("/nowhere")
+    scraped = client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"})
+    assert scraped.status_code == 200
+    assert b"authz_http_refused_total" in scraped.data
+    outside = client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.7"})
+    assert outside.status_code == 404
