@@ -33,8 +33,15 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
     from authz.api import register_api
+    from authz.web import register_web
 
     register_api(app)
+    register_web(app)
+    if app.config["AUTHZ_DEMO"]:
+        # DESIGN 3: in demo mode the simulated issuing side (CRL, OCSP, link) is mounted too.
+        from authz.sim.http import register as mount_simulator
+
+        mount_simulator(app, Path(app.instance_path) / "jpki-sim")
     return app
 
 

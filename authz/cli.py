@@ -367,3 +367,10 @@ def audit_verify(as_json: bool) -> None:
 
 def _pretty(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2)
+
+
+from authz.sim.cli import card_group  # noqa: E402 - the simulator's groups (authz/sim/cli.py)
+from authz.sim.cli import sim_group  # noqa: E402
+
+authz_cli.add_command(card_group)
+authz_cli.add_command(sim_group)

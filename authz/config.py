@@ -11,6 +11,7 @@ import base64
 import binascii
 import ipaddress
 import os
+import re
 import secrets
 import tempfile
 from collections.abc import Callable
@@ -26,6 +27,7 @@ KEK_BYTES = 32
 SECRET_FILE = "secret_key"  # noqa: S105 - a file name, not a secret
 KEK_FILE = "key_encryption_key"
 LOOPBACK_NAMES = frozenset({"localhost"})
+_OID = re.compile(r"[0-2](\.(0|[1-9][0-9]*))+")
 
 
 def is_loopback_host(host: str | None) -> bool:
@@ -117,6 +119,41 @@ def parse_log_level(name: str, value: Any) -> str:
     return text
 
 
+def parse_paths(name: str, value: Any) -> tuple[str, ...] | None:
+    if isinstance(value, list | tuple):
+        paths = tuple(str(v).strip() for v in value if str(v).strip())
+    else:
+        paths = tuple(p.strip() for p in str(value).split(",") if p.strip())
+    for path in paths:
+        if not Path(path).is_file():
+            raise ConfigError(f"{name}: no such file {path!r}")
+    return paths or None
+
+
+def parse_oids(name: str, value: Any) -> frozenset[str]:
+    items = value if isinstance(value, list | tuple | frozenset | set) else str(value).split(",")
+    oids = frozenset(str(o).strip() for o in items if str(o).strip())
+    if not oids or not all(_OID.fullmatch(o) for o in oids):
+        raise ConfigError(f"{name} must be dotted OIDs separated by commas, got {value!r}")
+    return oids
+
+
+def parse_http_url(name: str, value: Any) -> str | None:
+    text = parse_text(name, value)
+    if text is not None:
+        parts = urlsplit(text)
+        if parts.scheme not in {"http", "https"} or not parts.hostname:
+            raise ConfigError(f"{name} must be an absolute http(s) URL, got {value!r}")
+    return text
+
+
+def parse_status_method(name: str, value: Any) -> str:
+    text = str(value).strip().lower()
+    if text not in {"ocsp", "crl"}:
+        raise ConfigError(f"{name} must be ocsp or crl, got {value!r}")
+    return text
+
+
 @dataclass(frozen=True)
 class Setting:
     name: str
@@ -146,6 +183,27 @@ SETTINGS: tuple[Setting, ...] = (
             "How many reverse proxies set X-Forwarded-For/-Proto in front of the service."),
     Setting("AUTHZ_KEY_RETIRE_AFTER", parse_positive_int, 86400,
             "Seconds a rotated-out signing key stays in the JWKS before it is retired."),
+    Setting("AUTHZ_SERVICE_NAME", parse_text, "authz",
+            "Name the card app shows beside the short code."),
+    Setting("AUTHZ_JPKI_SIGN_ANCHORS", parse_paths, None,
+            "PEM files of the signature-certificate CAs (comma-separated, one per generation);"
+            " demo mode uses the simulator's."),
+    Setting("AUTHZ_JPKI_AUTH_ANCHORS", parse_paths, None,
+            "PEM files of the authentication-certificate CAs; demo mode uses the simulator's."),
+    Setting("AUTHZ_JPKI_SIGN_POLICIES", parse_oids, "1.2.392.200149.8.5.1.1.20",
+            "Accepted certificate policy OIDs of signature certificates (comma-separated)."),
+    Setting("AUTHZ_JPKI_AUTH_POLICIES", parse_oids, "1.2.392.200149.8.5.1.3.30",
+            "Accepted certificate policy OIDs of authentication certificates."),
+    Setting("AUTHZ_JPKI_STATUS_URL", parse_http_url, None,
+            "OCSP responder of the platform operator; unset in demo mode: the simulator,"
+            " in-process."),
+    Setting("AUTHZ_JPKI_STATUS_METHOD", parse_status_method, "ocsp",
+            "ocsp or crl (crl with the in-process simulator only); no fallback between them."),
+    Setting("AUTHZ_JPKI_LINK_URL", parse_http_url, None,
+            "Link service (certificate-to-person links) of the platform operator; unset in"
+            " demo mode: the simulator, in-process."),
+    Setting("AUTHZ_JPKI_TRUST_FRAMEWORK", parse_text, None,
+            "trust_framework of verified claims; default ISSUER/trust-frameworks/jpki-sim."),
 )
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
 

@@ -7,6 +7,8 @@ Both run under one cross-process lock, so two instances starting together on one
 from __future__ import annotations
 
 import logging
+import sys
+from pathlib import Path
 
 from flask import Flask
 from flask_migrate import upgrade
@@ -26,7 +28,9 @@ def prepare(app: Flask) -> None:
             if created:
                 log.info("signing keys generated", extra={"count": len(created)})
             if app.config["AUTHZ_DEMO"]:
-                from authz.demo import seed
+                from authz import demo
 
-                seed(db.session())
+                demo.seed(db.session())
+                cards = demo.issue_cards(Path(app.instance_path))
+                print(demo.describe(cards), file=sys.stderr, flush=True)  # noqa: T201
         db.session.remove()

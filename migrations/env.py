@@ -10,6 +10,7 @@ from alembic import context
 from flask import current_app
 
 import authz.audit.models  # noqa: F401 - import every model so metadata is complete
+import authz.identity.models  # noqa: F401
 import authz.jobs.models  # noqa: F401
 import authz.keys.models  # noqa: F401
 import authz.registry.models  # noqa: F401

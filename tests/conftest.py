@@ -30,7 +30,7 @@ from authz.registry import service as registry
 PG_URL = os.environ.get("AUTHZ_TEST_DATABASE_URL")
 TEST_SECRET = "test-secret-key-0123456789abcdef-0123456789"
 TEST_KEK = base64.urlsafe_b64encode(bytes(range(32))).decode()
-DB_FIXTURES = {"app", "db", "client", "runner", "database_url", "create_institution",
+DB_FIXTURES = {"app", "db", "client", "runner", "database_url", "create_institution", "demo_app",
                "create_client", "app_factory"}
 
 
@@ -165,3 +165,25 @@ def create_client(db: Session, create_institution: Callable[..., Any]) -> Callab
         return registry.add_client(db, registry.ClientSpec(**spec), actor="test")
 
     return create
+
+
+@pytest.fixture(scope="session")
+def sim_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Simulator CAs made once per session (four RSA keys take a moment); copy per test."""
+    from authz.sim.authority import SimAuthority
+
+    folder = tmp_path_factory.mktemp("sim-state") / "jpki-sim"
+    SimAuthority.open(folder)
+    return folder
+
+
+@pytest.fixture
+def demo_app(app_factory: Callable[..., Flask], sim_template: Path,
+             tmp_path: Path) -> Iterator[Flask]:
+    """An app in demo mode whose in-process simulator starts from the session's CAs."""
+    shutil.copytree(sim_template, tmp_path / "instance" / "jpki-sim")
+    application = app_factory(AUTHZ_DEMO=True)
+    yield application
+    with application.app_context():
+        flask_db.session.remove()
+        flask_db.engine.dispose()

@@ -17,7 +17,7 @@ from authz.context import request_id_var
 
 access_log = logging.getLogger("authz.access")
 # Blueprints whose routes are JSON API routes: each must be in the OpenAPI document.
-JSON_BLUEPRINTS = frozenset({"health", "keys", "openapi"})
+JSON_BLUEPRINTS = frozenset({"health", "keys", "openapi", "jpki"})
 
 
 def _before() -> None:
@@ -51,6 +51,7 @@ def _teardown(_error: BaseException | None) -> None:
 
 def register_api(app: Flask) -> None:
     from authz.api import health
+    from authz.api import jpki
     from authz.api import keys
     from authz.api import openapi
     from authz.api import telemetry
@@ -59,6 +60,7 @@ def register_api(app: Flask) -> None:
     app.after_request(_after)
     app.teardown_request(_teardown)
     app.register_blueprint(health.bp)
+    app.register_blueprint(jpki.bp)
     app.register_blueprint(keys.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(telemetry.bp)

@@ -91,6 +91,76 @@ PATHS: dict[str, Any] = {
                      "items": {"$ref": "#/components/schemas/KeyHistoryEntry"}}}})}}},
 }
 
+TXN_ID = {"name": "txn_id", "in": "path", "required": True, "schema": {"type": "string"}}
+CODE = {"name": "code", "in": "query", "required": True,
+        "schema": {"type": "string", "pattern": "^[0-9]{6}$"},
+        "description": "The short code from the card link."}
+CARD_ERRORS = {
+    "400": _problem("Malformed request, or a card response that was refused (generic message;"
+                    " the reason is in the audit log)"),
+    "404": _problem("No such transaction, or a wrong code"),
+    "410": _problem("The transaction is expired, used or closed"),
+    "429": _problem("Too many requests for this transaction"),
+    "503": _problem("Card login is not configured"),
+}
+PATHS.update({
+    "/jpki/transactions": {"post": {
+        "operationId": "createCardTransaction", "tags": ["identity"],
+        "summary": "Start a card login for this browser session (same-origin only)",
+        "requestBody": {"required": True, "content": {"application/json": {"schema": {
+            "type": "object", "properties": {"purpose": {"enum": ["login", "proofing"]}}}}}},
+        "responses": {
+            "201": _ok({"type": "object", "required": ["id", "link", "short_code", "expires_at"],
+                        "properties": {"id": {"type": "string"},
+                                       "link": {"type": "string", "format": "uri"},
+                                       "short_code": {"type": "string"},
+                                       "expires_at": TIMESTAMP}}, description="Created"),
+            "400": _problem("Not a JSON object, or an unknown purpose"),
+            "403": _problem("A cross-origin request"),
+            "429": _problem("Too many transactions from this client"),
+            "503": _problem("Card login is not configured")}}},
+    "/jpki/transactions/{txn_id}": {"get": {
+        "operationId": "cardTransactionStatus", "tags": ["identity"],
+        "summary": "Status of this browser's transaction", "parameters": [TXN_ID],
+        "responses": {
+            "200": _ok({"type": "object", "required": ["id", "status", "step", "expires_at"],
+                        "properties": {
+                            "id": {"type": "string"},
+                            "status": {"enum": ["pending", "accepted", "rejected", "expired"]},
+                            "step": {"enum": ["login", "proofing"]},
+                            "expires_at": TIMESTAMP}}),
+            "404": _problem("No such transaction for this browser session")}}},
+    "/jpki/transactions/{txn_id}/card": {
+        "get": {
+            "operationId": "cardTransactionView", "tags": ["identity"],
+            "summary": "What the card app shows and signs", "parameters": [TXN_ID, CODE],
+            "responses": {"200": _ok({"type": "object", "required": [
+                "service", "audience", "transaction", "short_code", "step", "tbs",
+                "expires_at"], "properties": {
+                "service": {"type": "string"}, "audience": {"type": "string"},
+                "transaction": {"type": "string"}, "short_code": {"type": "string"},
+                "step": {"enum": ["login", "proofing"]}, "tbs": {"type": "string"},
+                "expires_at": TIMESTAMP}}),
+                **{k: v for k, v in CARD_ERRORS.items() if k != "503"}}},
+        "post": {
+            "operationId": "cardTransactionRespond", "tags": ["identity"],
+            "summary": "The card's signed answer to the current step",
+            "parameters": [TXN_ID, CODE],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                "oneOf": [
+                    {"type": "object", "required": ["cert", "signature", "tbs", "token"],
+                     "properties": {"cert": {"type": "string"}, "signature": {"type": "string"},
+                                    "tbs": {"type": "string"},
+                                    "token": {"enum": ["JPKIAPICCTOKEN", "JPKIAPGPSETOKEN"]},
+                                    "uv": {"enum": ["pin", "face", "fpt"]}}},
+                    {"type": "object", "required": ["decline"],
+                     "properties": {"decline": {"const": "no_signature_certificate"}}}]}}}},
+            "responses": {"200": _ok({"type": "object", "required": ["status"], "properties": {
+                "status": {"enum": ["accepted", "proofing_required"]},
+                "step": {"const": "proofing"}, "tbs": {"type": "string"}}}),
+                **CARD_ERRORS}}},
+})
+
 
 def document(issuer: str) -> dict[str, Any]:
     """The whole document, with ``issuer`` as its server."""

@@ -149,8 +149,10 @@ def test_route_discovery(app_factory):
 
 
 @pytest.fixture
-def api_app(app: Flask) -> Flask:
-    """The app with data behind its operations: signing keys in every lifecycle state."""
+def api_app(demo_app: Flask) -> Flask:
+    """The app with data behind its operations: signing keys in every lifecycle state, and
+    card login configured (demo mode's in-process simulator)."""
+    app = demo_app
     with app.app_context():
         session = flask_db.session()
         kek = app.config["AUTHZ_KEK_BYTES"]

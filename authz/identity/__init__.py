@@ -1,0 +1,1 @@
+"""My Number Card-style (JPKI) identity: the verifying side (no Flask, never imports sim)."""

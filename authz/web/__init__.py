@@ -1,0 +1,49 @@
+"""Server-rendered pages: card login and the patient's account page."""
+
+from __future__ import annotations
+
+import hmac
+import secrets
+
+from flask import Flask
+from flask import Response
+from flask import abort
+from flask import request
+from flask import session
+
+from authz.api import browser
+
+# Strict CSP: scripts and styles only from this origin, no framing, forms post only here.
+CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+
+
+def csrf_token() -> str:
+    """The session's CSRF token, for the hidden field of every form."""
+    token = session.get("csrf")
+    if not isinstance(token, str):
+        token = secrets.token_urlsafe(24)
+        session["csrf"] = token
+    return token
+
+
+def require_csrf() -> None:
+    """A POSTed form must carry the session's token and come from this origin."""
+    browser.require_same_origin()
+    sent = request.form.get("csrf", "")
+    if not hmac.compare_digest(sent.encode(), csrf_token().encode()):
+        abort(400, "The form expired; reload the page and try again.")
+
+
+def secure_page(response: Response) -> Response:
+    response.headers["Content-Security-Policy"] = CSP
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def register_web(app: Flask) -> None:
+    from authz.web import pages
+
+    app.register_blueprint(pages.bp)
+    app.jinja_env.globals["csrf_token"] = csrf_token

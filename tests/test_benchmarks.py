@@ -1,0 +1,78 @@
+"""The performance harness runs end to end. Only the shape of its figures is checked: timings
+depend on the machine and are never asserted."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+RUN = ROOT / "benchmarks" / "run.py"
+ENDPOINT_KEYS = {"requests_per_s", "latency_p50_ms", "latency_p99_ms", "errors", "requests",
+                 "server_cpu_ms_per_request", "runs_requests_per_s"}
+
+
+def run_benchmark(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, str(RUN), *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=ROOT, check=False)
+
+
+def figures(*args: str) -> dict[str, Any]:
+    completed = run_benchmark(*args)
+    assert completed.returncode == 0, completed.stderr[-3000:]
+    result = json.loads(completed.stdout)  # stdout is exactly one JSON object
+    assert isinstance(result, dict)
+    return result
+
+
+@pytest.mark.parametrize("name", ["jpki", "tokens", "decisions", "no-such-benchmark"])
+def test_unimplemented_benchmark_exits_2_with_one_line(name: str) -> None:
+    completed = run_benchmark(name, "--quick", "--json", timeout=60)
+    assert completed.returncode == 2
+    assert completed.stdout == ""
+    assert len(completed.stderr.strip().splitlines()) == 1
+    assert "not implemented yet" in completed.stderr
+
+
+@pytest.mark.slow
+def test_audit_quick() -> None:
+    result = figures("audit", "--quick", "--json")
+    assert result["benchmark"] == "audit"
+    assert result["mode"] == "quick"
+    assert result["errors"] == 0
+    assert "sqlite" in result["databases"]
+    for database in result["databases"].values():
+        assert set(database) >= {"append_batched", "append_single", "verify"}
+        for key in ("append_batched", "append_single", "verify"):
+            assert isinstance(database[key]["per_s"], float)
+            assert len(database[key]["runs_per_s"]) == result["repeats"]
+        assert database["verify"]["ok"] is True
+        assert database["verify"]["records"] == database["append_batched"]["events"] == 5000
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("loadgen", ["auto", "python"])
+def test_server_quick(loadgen: str) -> None:
+    result = figures("server", "--quick", "--json", "--loadgen", loadgen)
+    assert result["benchmark"] == "server"
+    assert result["errors"] == 0
+    if loadgen == "python":
+        assert result["load_generator"]["tool"] == "python"
+    (workers,) = result["worker_counts"]  # quick mode: only the `authz serve` default
+    for server in ("gunicorn", "granian"):
+        summary = result["results"][server][str(workers)]
+        assert summary["clean_shutdown"] is True
+        assert set(summary["memory"]) == {"processes", "rss_mib", "pss_mib"}
+        for endpoint in ("/healthz", "/jwks.json"):
+            endpoint_figures = summary["endpoints"][endpoint]
+            assert set(endpoint_figures) >= ENDPOINT_KEYS
+            assert endpoint_figures["errors"] == 0
+            assert endpoint_figures["requests"] > 0
+    ratios = result["ratios"]["granian_over_gunicorn"][str(workers)]
+    for endpoint in ("/healthz", "/jwks.json"):
+        assert set(ratios[endpoint]) == {"throughput", "median_latency"}
