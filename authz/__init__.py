@@ -33,8 +33,10 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         app.wsgi_app = ProxyFix(app.wsgi_app, x_for=hops, x_proto=hops)  # type: ignore[method-assign]
 
     from authz.api import register_api
+    from authz.oauth.server import init_oauth
     from authz.web import register_web
 
+    init_oauth(app)
     register_api(app)
     register_web(app)
     if app.config["AUTHZ_DEMO"]:

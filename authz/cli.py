@@ -91,6 +91,12 @@ def serve_command(host: str, port: int, workers: int, server: str) -> None:
     from authz import server as servers
     from authz.startup import prepare
 
+    if server == "granian":
+        try:
+            import granian  # noqa: F401 - optional: `pip install granian`
+        except ImportError:
+            raise CommandError("--server granian needs the granian package"
+                               " (pip install granian); the default is gunicorn") from None
     metrics_dir = servers.prepare_metrics_dir()
     display = f"[{host}]" if ":" in host else host
     os.environ.setdefault("AUTHZ_ISSUER", f"http://{display}:{port}")
@@ -308,7 +314,7 @@ def jobs_group() -> None:
 @click.option("--json", "as_json", is_flag=True)
 def jobs_run(once: bool, poll: float, as_json: bool) -> None:
     """Run due jobs under database leases, until interrupted (or once)."""
-    import authz.jobs.builtin  # noqa: F401 - registers the foundation's jobs
+    import authz.jobs.catalog  # noqa: F401 - registers every job
     from authz.jobs import runner
 
     while True:
@@ -329,7 +335,7 @@ def jobs_run(once: bool, poll: float, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True)
 def jobs_list(as_json: bool) -> None:
     """Show each job's lease and last run."""
-    import authz.jobs.builtin  # noqa: F401
+    import authz.jobs.catalog  # noqa: F401
     from authz.jobs import runner
 
     leases = {lease.name: lease for lease in runner.leases(db.session())}

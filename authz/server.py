@@ -53,7 +53,7 @@ def _run_gunicorn(host: str, port: int, workers: int) -> None:
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     Gunicorn({
         "bind": bind, "workers": workers, "worker_class": "sync", "preload_app": False,
-        "timeout": 30, "graceful_timeout": 20, "keepalive": 5, "accesslog": None,
+        "timeout": 30, "graceful_timeout": 20, "accesslog": None,
         "errorlog": "-", "loglevel": "warning", "proc_name": "authz",
         # A request line or header beyond these limits is refused before it reaches Flask.
         "limit_request_line": 8190, "limit_request_fields": 100,

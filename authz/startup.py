@@ -34,3 +34,6 @@ def prepare(app: Flask) -> None:
                 cards = demo.issue_cards(Path(app.instance_path))
                 print(demo.describe(cards), file=sys.stderr, flush=True)  # noqa: T201
         db.session.remove()
+        # Forked workers must not inherit this process's connections (SQLite forbids carrying
+        # a connection across fork(); on PostgreSQL it would sit idle for the master's life).
+        db.engine.dispose()

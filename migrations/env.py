@@ -13,6 +13,8 @@ import authz.audit.models  # noqa: F401 - import every model so metadata is comp
 import authz.identity.models  # noqa: F401
 import authz.jobs.models  # noqa: F401
 import authz.keys.models  # noqa: F401
+import authz.oauth.models  # noqa: F401
+import authz.oauth.replay  # noqa: F401
 import authz.registry.models  # noqa: F401
 from authz.database import Base
 

@@ -17,6 +17,9 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from card_support import ADULT
+from card_support import PASSWORD
+from card_support import PIN
 from flask import Flask
 from flask.testing import FlaskClient
 from flask.testing import FlaskCliRunner
@@ -26,6 +29,9 @@ from sqlalchemy.orm import Session
 from authz import create_app
 from authz.extensions import db as flask_db
 from authz.registry import service as registry
+from authz.sim import lifecycle
+from authz.sim.authority import SimAuthority
+from authz.sim.card import VirtualCard
 
 PG_URL = os.environ.get("AUTHZ_TEST_DATABASE_URL")
 TEST_SECRET = "test-secret-key-0123456789abcdef-0123456789"
@@ -97,6 +103,9 @@ def reset_postgres(url: str) -> None:
 @pytest.fixture
 def database_url(_template: Path | None, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database for this test."""
+    from authz.oauth import signing
+
+    signing.forget()  # the signing-key cache must not outlive the keys of the last test
     if PG_URL:
         reset_postgres(PG_URL)
         yield PG_URL
@@ -187,3 +196,26 @@ def demo_app(app_factory: Callable[..., Flask], sim_template: Path,
     with application.app_context():
         flask_db.session.remove()
         flask_db.engine.dispose()
+
+
+@pytest.fixture
+def sim(demo_app):
+    return SimAuthority.open(Path(demo_app.instance_path) / "jpki-sim")
+
+
+@pytest.fixture
+def issue(sim, tmp_path):
+    counter = iter(range(1, 1000))
+
+    def make(**overrides):
+        out = tmp_path / f"card-{next(counter)}.json"
+        lifecycle.issue_card(sim, **{**ADULT, "pin": PIN, "password": PASSWORD, "out": out,
+                                     **overrides})
+        return VirtualCard.load(out)
+
+    return make
+
+
+@pytest.fixture
+def browser(demo_app):
+    return demo_app.test_client()

@@ -17,7 +17,7 @@ from authz.context import request_id_var
 
 access_log = logging.getLogger("authz.access")
 # Blueprints whose routes are JSON API routes: each must be in the OpenAPI document.
-JSON_BLUEPRINTS = frozenset({"health", "keys", "openapi", "jpki"})
+JSON_BLUEPRINTS = frozenset({"health", "keys", "openapi", "jpki", "oauth"})
 
 
 def _before() -> None:
@@ -53,6 +53,7 @@ def register_api(app: Flask) -> None:
     from authz.api import health
     from authz.api import jpki
     from authz.api import keys
+    from authz.api import oauth
     from authz.api import openapi
     from authz.api import telemetry
 
@@ -61,6 +62,7 @@ def register_api(app: Flask) -> None:
     app.teardown_request(_teardown)
     app.register_blueprint(health.bp)
     app.register_blueprint(jpki.bp)
+    app.register_blueprint(oauth.bp)
     app.register_blueprint(keys.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(telemetry.bp)

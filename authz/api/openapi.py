@@ -162,6 +162,47 @@ PATHS.update({
 })
 
 
+OAUTH_ERROR = {"description": "RFC 6749 §5.2 error", "headers": REQUEST_ID_HEADER,
+               "content": {"application/json": {"schema": {
+                   "$ref": "#/components/schemas/OAuthError"}}}}
+METADATA = _ok({"type": "object", "required": [
+    "issuer", "authorization_endpoint", "token_endpoint", "jwks_uri",
+    "response_types_supported", "subject_types_supported",
+    "id_token_signing_alg_values_supported"]})
+PATHS.update({
+    "/.well-known/openid-configuration": {"get": {
+        "operationId": "openidConfiguration", "tags": ["oauth"],
+        "summary": "OpenID Connect Discovery 1.0 metadata", "responses": {"200": METADATA}}},
+    "/.well-known/oauth-authorization-server": {"get": {
+        "operationId": "authorizationServerMetadata", "tags": ["oauth"],
+        "summary": "RFC 8414 metadata", "responses": {"200": METADATA}}},
+    "/oauth/token": {"post": {
+        "operationId": "token", "tags": ["oauth"],
+        "summary": "Token endpoint: authorization_code (PKCE), refresh_token,"
+                   " client_credentials; private_key_jwt or none",
+        "requestBody": {"required": True, "content": {
+            "application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["grant_type"], "properties": {
+                    "grant_type": {"enum": ["authorization_code", "refresh_token",
+                                            "client_credentials"]},
+                    "code": {"type": "string"},
+                    "redirect_uri": {"type": "string"}, "code_verifier": {"type": "string"},
+                    "refresh_token": {"type": "string"}, "scope": {"type": "string"},
+                    "client_id": {"type": "string"},
+                    "client_assertion_type": {"type": "string"},
+                    "client_assertion": {"type": "string"}}}}}},
+        "responses": {
+            "200": _ok({"type": "object", "required": ["access_token", "token_type",
+                                                       "expires_in"], "properties": {
+                "access_token": {"type": "string"}, "token_type": {"const": "Bearer"},
+                "expires_in": {"type": "integer", "maximum": 300},
+                "refresh_token": {"type": "string"}, "id_token": {"type": "string"},
+                "scope": {"type": "string"}}}),
+            "400": OAUTH_ERROR, "401": OAUTH_ERROR,
+            "429": _problem("Too many requests from this client")}}},
+})
+
+
 def document(issuer: str) -> dict[str, Any]:
     """The whole document, with ``issuer`` as its server."""
     return {
@@ -178,6 +219,9 @@ def document(issuer: str) -> dict[str, Any]:
                                        "detail": {"type": "string"},
                                        "request_id": {"type": "string"}}},
             "JWK": JWK,
+            "OAuthError": {"type": "object", "required": ["error"], "properties": {
+                "error": {"type": "string"}, "error_description": {"type": "string"},
+                "error_uri": {"type": "string"}}},
             "KeyHistoryEntry": HISTORY_ENTRY,
         }},
     }

@@ -77,3 +77,4 @@ def test_jobs_run_once_and_list(cli_runner, db):
     assert '"job": "keys.retire", "status": "ran"' in result.output
     listed = cli_runner.invoke(authz_cli, ["jobs", "list", "--json"])
     assert '"last_status": "ok"' in listed.output
+    assert '"job": "oauth.purge_replay"' in listed.output

@@ -1,0 +1,80 @@
+"""OAuth 2.0 / OIDC endpoints that clients call directly: discovery and the token endpoint."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint
+from flask import Response
+from flask import current_app
+from flask import jsonify
+from flask import request
+
+from authz.extensions import limiter
+from authz.oauth.server import auth_server
+from authz.registry.rules import SCOPES
+
+bp = Blueprint("oauth", __name__)
+ACR_VALUES = ["urn:mdx:acr:jpki-auth", "urn:mdx:acr:jpki-auth-phone"]
+VERIFIED_CLAIMS = ["name", "family_name", "given_name", "birthdate", "gender", "address"]
+
+
+def _client_key() -> str:
+    """Rate-limit key: the client the request names (before authentication), else the address."""
+    return f"client:{request.form.get('client_id') or request.remote_addr}"
+
+
+def metadata() -> dict[str, Any]:
+    """RFC 8414 and OpenID Connect Discovery 1.0 metadata, plus OIDC4IDA fields."""
+    issuer = current_app.config["AUTHZ_ISSUER"]
+    framework = (current_app.config["AUTHZ_JPKI_TRUST_FRAMEWORK"]
+                 or f"{issuer}/trust-frameworks/jpki-sim")
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/oauth/authorize",
+        "token_endpoint": f"{issuer}/oauth/token",
+        "jwks_uri": f"{issuer}/jwks.json",
+        "scopes_supported": list(SCOPES),
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["pairwise"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
+        "code_challenge_methods_supported": ["S256"],
+        "authorization_response_iss_parameter_supported": True,
+        "acr_values_supported": ACR_VALUES,
+        "claims_parameter_supported": True,
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr",
+                             "amr", "verified_claims", *VERIFIED_CLAIMS],
+        "ui_locales_supported": ["ja", "en"],
+        "trust_frameworks_supported": [framework],
+        "evidence_supported": ["electronic_signature"],
+        "claims_in_verified_claims_supported": VERIFIED_CLAIMS,
+        "service_documentation": f"{issuer}/openapi.json",
+    }
+
+
+@bp.get("/.well-known/openid-configuration")
+def openid_configuration() -> Response:
+    response = jsonify(metadata())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.get("/.well-known/oauth-authorization-server")
+def authorization_server_metadata() -> Response:
+    response = jsonify(metadata())
+    response.headers["Cache-Control"] = "public, max-age=300"
+    return response
+
+
+@bp.post("/oauth/token")
+@limiter.limit("60 per minute", key_func=_client_key)
+def token() -> Response:
+    """RFC 6749 §3.2; errors are RFC 6749 §5.2 bodies from Authlib."""
+    response: Response = auth_server.create_token_response()
+    return response

@@ -1,0 +1,509 @@
+"""Authlib's AuthorizationServer, hardened (reference oauth-hardening.md sections 2 and 7).
+
+This module is the one place where grants, extensions and client authentication are wired:
+PKCE S256 required at the authorization step for every client, nonce required, exact redirect
+URIs, ``iss`` in every authorization response (RFC 9207), ES256 JWT access tokens (RFC 9068)
+and ID tokens with pairwise subjects, single-use codes whose replay revokes the grant, and
+rotating refresh tokens whose reuse revokes the family.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from contextvars import ContextVar
+from dataclasses import dataclass
+from dataclasses import field
+from datetime import datetime
+from datetime import timedelta
+from typing import Any
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2.rfc6749 import ClientMixin
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc9207 import IssuerParameter
+from authlib.oidc.core import OpenIDCode
+from authlib.oidc.core.grants.util import create_half_hash
+from flask import Flask
+from flask import current_app
+from sqlalchemy import select
+from sqlalchemy import update
+from sqlalchemy.orm import Session
+
+from authz import audit
+from authz.database import utcnow
+from authz.database import write
+from authz.extensions import db
+from authz.identity.crypto import IdentityKeys
+from authz.identity.models import Account
+from authz.oauth import signing
+from authz.oauth.models import AccessToken
+from authz.oauth.models import AuthorizationCode
+from authz.oauth.models import Grant
+from authz.oauth.models import RefreshToken
+from authz.registry.models import Client
+
+ACCESS_TOKEN_LIFETIME = 300  # DESIGN 4: at most 5 minutes
+ID_TOKEN_LIFETIME = 300
+CODE_LIFETIME = timedelta(seconds=60)
+REFRESH_LIFETIME = timedelta(days=30)
+REFRESH_GRACE = timedelta(seconds=10)
+REFRESH_PREFIX = "azrt_"  # noqa: S105 - a token prefix, not a secret
+CODE_PREFIX = "azac_"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+
+auth_server = AuthorizationServer()
+
+
+def token_hash(value: str) -> str:
+    return hashlib.sha256(value.encode()).hexdigest()
+
+
+def _session() -> Session:
+    return db.session()
+
+
+def _kek() -> bytes:
+    return bytes(current_app.config["AUTHZ_KEK_BYTES"])
+
+
+def _issuer() -> str:
+    return str(current_app.config["AUTHZ_ISSUER"])
+
+
+# -- clients ------------------------------------------------------------------------------------
+
+class OAuthClient(ClientMixin):  # type: ignore[misc]
+    """A registered client as Authlib sees it; every check is exact and fails closed."""
+
+    def __init__(self, row: Client) -> None:
+        self.row = row
+        self.institution_id = row.institution_id
+
+    def get_client_id(self) -> str:
+        return self.row.client_id
+
+    def get_default_redirect_uri(self) -> str | None:
+        # RFC 9700 §2.1: with several registered URIs the request must name one exactly.
+        return self.row.redirect_uris[0] if len(self.row.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope: str) -> str:
+        allowed = set(self.row.scopes)
+        return " ".join(s for s in scope.split() if s in allowed) if scope else ""
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.row.redirect_uris  # exact string match, no patterns
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        return False  # no shared secrets exist here
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        return method == self.row.auth_method
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code"  # no implicit or hybrid
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        allowed = {"authorization_code", "refresh_token"}
+        if self.row.auth_method == "private_key_jwt":
+            allowed.add("client_credentials")
+        return grant_type in allowed
+
+
+def query_client(client_id: str) -> OAuthClient | None:
+    if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
+        return None
+    row = _session().get(Client, client_id)
+    return OAuthClient(row) if row is not None and row.enabled else None
+
+
+def authenticate_private_key_jwt(query: Any, request: Any) -> OAuthClient | None:
+    """RFC 7523 §2.2 client authentication; the assertion's precise failure is audited."""
+    from authz.oauth.assertion import InvalidClientAssertion
+    from authz.oauth.assertion import replay_key
+    from authz.oauth.assertion import verify_client_assertion
+    from authz.oauth.replay import remember
+
+    form = request.form
+    if form.get("client_assertion_type") != JWT_BEARER or not form.get("client_assertion"):
+        return None
+    client_id = str(form.get("client_id") or _unverified_subject(form["client_assertion"]) or "")
+    client: OAuthClient | None = query(client_id) if client_id else None
+    if client is None or client.row.auth_method != "private_key_jwt" or not client.row.jwks:
+        return None
+    now = utcnow()
+    try:
+        checked = verify_client_assertion(form["client_assertion"], client_id=client_id,
+                                          jwks=client.row.jwks, issuer=_issuer(), now=now)
+        if not remember(_session(), "assertion", replay_key(client_id, checked.jti),
+                        checked.replay_until, now):
+            raise InvalidClientAssertion("jti_replayed")
+    except InvalidClientAssertion as failure:
+        _audit_failure("oauth.client_authentication", client, failure.reason)
+        return None
+    return client
+
+
+def _unverified_subject(assertion: str) -> str | None:
+    """The ``sub`` of an assertion before verification, only to find the client's keys."""
+    import base64
+    import json
+
+    try:
+        payload = assertion.split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    except (IndexError, ValueError):
+        return None
+    sub = claims.get("sub") if isinstance(claims, dict) else None
+    return sub if isinstance(sub, str) else None
+
+
+def _audit_failure(kind: str, client: OAuthClient | None, reason: str) -> None:
+    session = _session()
+    with write(session):
+        audit.record(session, audit.Event(
+            type=kind, actor=f"client:{client.get_client_id()}" if client else "anonymous",
+            outcome="failure", reason=reason[:64],
+            client=client.get_client_id() if client else None,
+            institution=client.institution_id if client else None))
+
+
+# -- token issuance -----------------------------------------------------------------------------
+
+@dataclass
+class Issue:
+    """What the grant being processed knows, for the token generator (set per request)."""
+
+    grant_id: str | None = None
+    account: Account | None = None
+    auth: dict[str, Any] = field(default_factory=dict)
+    jti: str | None = None
+    refresh_generation: int = 0
+
+
+_issue: ContextVar[Issue | None] = ContextVar("authz_oauth_issue", default=None)
+
+
+def _current_issue() -> Issue:
+    issue = _issue.get()
+    if issue is None:
+        issue = Issue()
+        _issue.set(issue)
+    return issue
+
+
+def pairwise_sub(account_id: str, sector: str) -> str:
+    return IdentityKeys.from_kek(_kek()).pairwise_sub(account_id, sector)
+
+
+def generate_token(grant_type: str, client: OAuthClient, user: Account | None = None,
+                   scope: str | None = None, expires_in: int | None = None,
+                   include_refresh_token: bool = True) -> dict[str, Any]:
+    """RFC 9068 access token (+ an opaque rotating refresh token with ``offline_access``)."""
+    issue = _current_issue()
+    now = int(utcnow().timestamp())
+    issue.jti = secrets.token_urlsafe(18)
+    sector = client.institution_id
+    subject = pairwise_sub(user.id, sector) if user is not None else client.get_client_id()
+    claims: dict[str, Any] = {
+        "iss": _issuer(), "sub": subject, "aud": _issuer(), "client_id": client.get_client_id(),
+        "iat": now, "exp": now + ACCESS_TOKEN_LIFETIME, "jti": issue.jti,
+        "scope": scope or "",
+    }
+    if user is not None and issue.auth.get("auth_time"):
+        claims.update(auth_time=issue.auth["auth_time"], acr=issue.auth.get("acr"))
+    token: dict[str, Any] = {
+        "token_type": "Bearer", "expires_in": ACCESS_TOKEN_LIFETIME, "scope": scope or "",
+        "access_token": signing.sign(_session(), _kek(), claims, "at+jwt"),
+    }
+    if include_refresh_token and user is not None and "offline_access" in (scope or "").split():
+        token["refresh_token"] = REFRESH_PREFIX + secrets.token_urlsafe(32)
+    return token
+
+
+def save_token(token: dict[str, Any], request: Any) -> None:
+    """Record the access token by jti and the refresh token by hash, with one audit event."""
+    issue = _current_issue()
+    client: OAuthClient = request.client
+    session = _session()
+    now = utcnow()
+    user = request.user
+    with write(session):
+        grant_id = issue.grant_id
+        if grant_id is None:  # client credentials: the client is its own grant
+            grant = Grant(id=f"grt_{secrets.token_hex(8)}", client_id=client.get_client_id(),
+                          account_id=None, scope=token["scope"], resource=[])
+            session.add(grant)
+            session.flush()
+            grant_id = grant.id
+        session.add(AccessToken(
+            jti=issue.jti, grant_id=grant_id, client_id=client.get_client_id(),
+            subject=pairwise_sub(user.id, client.institution_id) if user else
+            client.get_client_id(), scope=token["scope"], audience=[_issuer()],
+            issued_at=now, expires_at=now + timedelta(seconds=ACCESS_TOKEN_LIFETIME)))
+        if "refresh_token" in token:
+            session.add(RefreshToken(
+                token_hash=token_hash(token["refresh_token"]), grant_id=grant_id,
+                client_id=client.get_client_id(), generation=issue.refresh_generation + 1,
+                scope=token["scope"], issued_at=now, expires_at=now + REFRESH_LIFETIME))
+        session.flush()
+        audit.record(session, audit.Event(
+            type="oauth.token_issued", actor=f"client:{client.get_client_id()}",
+            client=client.get_client_id(), institution=client.institution_id,
+            patient=user.id if user else None,
+            detail={"grant_type": request.payload.grant_type or "", "grant": grant_id,
+                    "scope": token["scope"], "jti": issue.jti,
+                    "refresh": int("refresh_token" in token)}))
+
+
+# -- grants -------------------------------------------------------------------------------------
+
+class S256Challenge(CodeChallenge):  # type: ignore[misc]
+    """PKCE with S256 only, required at the authorization step for every client."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant: Any, redirect_uri: str) -> None:
+        data = grant.request.payload.data
+        if not data.get("code_challenge"):
+            raise InvalidRequestError("code_challenge (PKCE, S256) is required",
+                                      redirect_uri=redirect_uri)
+        if data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256",
+                                      redirect_uri=redirect_uri)
+        super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant: Any, result: Any) -> None:
+        if not grant.request.form.get("code_verifier"):
+            raise InvalidRequestError("Missing 'code_verifier'")  # for every client
+        super().validate_code_verifier(grant, result)
+
+    def get_authorization_code_challenge(self, authorization_code: Any) -> str:
+        return str(authorization_code.row.code_challenge)
+
+    def get_authorization_code_challenge_method(self, authorization_code: Any) -> str:
+        return str(authorization_code.row.code_challenge_method)
+
+
+class CodeRecord:
+    """An authorization code row as Authlib's AuthorizationCodeMixin."""
+
+    def __init__(self, row: AuthorizationCode, grant: Grant) -> None:
+        self.row, self.grant = row, grant
+
+    def get_redirect_uri(self) -> str:
+        return self.row.redirect_uri
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+    def get_nonce(self) -> str | None:
+        return self.row.nonce
+
+    def get_auth_time(self) -> int | None:
+        return int(self.grant.auth_time.timestamp()) if self.grant.auth_time else None
+
+    def get_acr(self) -> str | None:
+        return self.grant.acr
+
+    def get_amr(self) -> list[str] | None:
+        return list(self.grant.amr) if self.grant.amr else None
+
+
+class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["private_key_jwt", "none"]
+
+    def save_authorization_code(self, code: str, request: Any) -> None:
+        session = _session()
+        grant_id = getattr(request, "authz_grant_id", None)
+        if grant_id is None:
+            raise InvalidRequestError("no approved grant for this authorization")
+        data = request.payload.data
+        session.add(AuthorizationCode(
+            code_hash=token_hash(code), grant_id=grant_id, client_id=request.client.get_client_id(),
+            redirect_uri=request.payload.redirect_uri or request.client.get_default_redirect_uri(),
+            scope=getattr(request, "authz_scope", None) or request.payload.scope or "",
+            nonce=data.get("nonce"),
+            code_challenge=data["code_challenge"], code_challenge_method="S256",
+            expires_at=utcnow() + CODE_LIFETIME))
+        # committed together with the grant by the authorization view's write()
+
+    def generate_authorization_code(self) -> str:
+        return CODE_PREFIX + secrets.token_urlsafe(32)
+
+    def query_authorization_code(self, code: str, client: OAuthClient) -> CodeRecord | None:
+        session = _session()
+        now = utcnow()
+        with write(session):
+            row = session.get(AuthorizationCode, token_hash(code))
+            if row is None or row.client_id != client.get_client_id():
+                return None
+            grant = session.get(Grant, row.grant_id)
+            if grant is None or grant.revoked_at is not None:
+                return None
+            if row.used_at is not None:
+                # RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what it issued.
+                _revoke_grant(session, grant, "code_replayed", now)
+                return None
+            if row.expires_at <= now:
+                return None
+            row.used_at = now  # consumed here, atomically with the check, before tokens exist
+            session.flush()
+        issue = _current_issue()
+        issue.grant_id = grant.id
+        issue.auth = {"auth_time": int(grant.auth_time.timestamp()) if grant.auth_time else None,
+                      "acr": grant.acr}
+        return CodeRecord(row, grant)
+
+    def delete_authorization_code(self, authorization_code: CodeRecord) -> None:
+        pass  # consumed in query_authorization_code, kept (hash only) to detect replays
+
+    def authenticate_user(self, authorization_code: CodeRecord) -> Account | None:
+        if authorization_code.grant.account_id is None:
+            return None
+        return _session().get(Account, authorization_code.grant.account_id)
+
+
+class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["private_key_jwt", "none"]
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token: str) -> RefreshRecord | None:
+        session = _session()
+        now = utcnow()
+        with write(session):
+            row = session.get(RefreshToken, token_hash(refresh_token))
+            if row is None or row.client_id != self.request.client.get_client_id():
+                return None
+            grant = session.get(Grant, row.grant_id)
+            if grant is None or grant.revoked_at is not None or row.revoked_at is not None \
+                    or row.expires_at <= now:
+                return None
+            consumed = session.execute(
+                update(RefreshToken).where(RefreshToken.token_hash == row.token_hash,
+                                           RefreshToken.superseded_at.is_(None))
+                .values(superseded_at=now))
+            if getattr(consumed, "rowcount", 0) != 1:
+                session.refresh(row)
+                if row.superseded_at is not None and now - row.superseded_at <= REFRESH_GRACE:
+                    return None  # a concurrent refresh won the race: refuse, keep the family
+                _revoke_grant(session, grant, "refresh_token_reused", now)
+                return None
+        issue = _current_issue()
+        issue.grant_id, issue.refresh_generation = grant.id, row.generation
+        issue.auth = {"auth_time": int(grant.auth_time.timestamp()) if grant.auth_time else None,
+                      "acr": grant.acr}
+        return RefreshRecord(row, grant)
+
+    def authenticate_user(self, refresh_token: RefreshRecord) -> Account | None:
+        if refresh_token.grant.account_id is None:
+            return None
+        return _session().get(Account, refresh_token.grant.account_id)
+
+    def revoke_old_credential(self, refresh_token: RefreshRecord) -> None:
+        pass  # superseded atomically in authenticate_refresh_token
+
+
+class RefreshRecord:
+    def __init__(self, row: RefreshToken, grant: Grant) -> None:
+        self.row, self.grant = row, grant
+
+    def get_scope(self) -> str:
+        return self.row.scope
+
+    def check_client(self, client: OAuthClient) -> bool:
+        return self.row.client_id == client.get_client_id()
+
+    def is_expired(self) -> bool:
+        return self.row.expires_at <= utcnow()
+
+    def is_revoked(self) -> bool:
+        return self.row.revoked_at is not None
+
+
+class SystemGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
+    TOKEN_ENDPOINT_AUTH_METHODS = ["private_key_jwt"]
+
+
+def _revoke_grant(session: Session, grant: Grant, reason: str, now: datetime) -> None:
+    """Revoke a grant and every token it issued; one audit event (inside the caller's write)."""
+    if grant.revoked_at is None:
+        grant.revoked_at, grant.revoked_reason = now, reason
+    session.execute(update(RefreshToken).where(RefreshToken.grant_id == grant.id,
+                                               RefreshToken.revoked_at.is_(None))
+                    .values(revoked_at=now))
+    session.execute(update(AccessToken).where(AccessToken.grant_id == grant.id,
+                                              AccessToken.revoked_at.is_(None))
+                    .values(revoked_at=now))
+    session.flush()
+    audit.record(session, audit.Event(
+        type="oauth.grant_revoked", actor="system:oauth", outcome="success", reason=reason,
+        client=grant.client_id, patient=grant.account_id, detail={"grant": grant.id}))
+
+
+# -- OpenID Connect -----------------------------------------------------------------------------
+
+class IdToken(OpenIDCode):  # type: ignore[misc]
+    """ID tokens: ES256 only, pairwise ``sub`` per institution, nonce required."""
+
+    def __init__(self) -> None:
+        super().__init__(require_nonce=True)
+
+    def exists_nonce(self, nonce: str, request: Any) -> bool:
+        found = _session().execute(
+            select(AuthorizationCode.code_hash).where(
+                AuthorizationCode.client_id == request.payload.client_id,
+                AuthorizationCode.nonce == nonce)).first()
+        return found is not None
+
+    def get_client_algorithm(self, client: Any) -> str:
+        return "ES256"  # whatever the client asks for, `none` above all
+
+    def encode_id_token(self, token: dict[str, Any], request: Any) -> str:
+        client: OAuthClient = request.client
+        now = int(utcnow().timestamp())
+        code: CodeRecord | None = request.authorization_code
+        claims: dict[str, Any] = {
+            "iss": _issuer(), "aud": client.get_client_id(), "iat": now,
+            "exp": now + ID_TOKEN_LIFETIME,
+            "sub": pairwise_sub(request.user.id, client.institution_id),
+        }
+        if code is not None:
+            claims.update({k: v for k, v in {
+                "nonce": code.get_nonce(), "auth_time": code.get_auth_time(),
+                "acr": code.get_acr(), "amr": code.get_amr()}.items() if v is not None})
+        half = create_half_hash(token["access_token"], "ES256")
+        if half is not None:
+            claims["at_hash"] = half.decode()
+        return signing.sign(_session(), _kek(), claims, "JWT")
+
+
+class Issuer(IssuerParameter):  # type: ignore[misc]
+    def get_issuer(self) -> str:
+        return _issuer()
+
+
+def init_oauth(app: Flask) -> None:
+    """Wire the authorization server; the only place grants and endpoints are registered."""
+    app.config.setdefault("OAUTH2_TOKEN_EXPIRES_IN", {
+        "authorization_code": ACCESS_TOKEN_LIFETIME, "refresh_token": ACCESS_TOKEN_LIFETIME,
+        "client_credentials": ACCESS_TOKEN_LIFETIME})
+    auth_server.init_app(app, query_client=query_client, save_token=save_token)
+    auth_server.register_token_generator("default", generate_token)  # init_app resets it
+    if not getattr(auth_server, "_authz_wired", False):
+        # The server object is process-wide (like every extension); what hangs off it is
+        # registered once, not once per app (tests build many apps).
+        auth_server.register_client_auth_method("private_key_jwt", authenticate_private_key_jwt)
+        auth_server.register_grant(CodeGrant, [S256Challenge(required=True), IdToken()])
+        auth_server.register_grant(RefreshGrant)
+        auth_server.register_grant(SystemGrant)
+        auth_server.register_extension(Issuer())
+        auth_server._authz_wired = True
+    app.teardown_request(_forget_issue)
+
+
+def _forget_issue(_error: BaseException | None) -> None:
+    _issue.set(None)

@@ -1,0 +1,143 @@
+"""The authorization endpoint: card login when needed, then the consent page (DESIGN 4, 8)."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from typing import Any
+
+from authlib.common.urls import add_params_to_uri
+from authlib.oauth2 import OAuth2Error
+from authlib.oidc.core.errors import ConsentRequiredError
+from authlib.oidc.core.errors import LoginRequiredError
+from flask import Blueprint
+from flask import Response
+from flask import current_app
+from flask import redirect
+from flask import render_template
+from flask import request
+from flask import session
+from flask import url_for
+
+from authz import audit
+from authz.api.context import request_id
+from authz.database import utcnow
+from authz.database import write
+from authz.extensions import db
+from authz.extensions import limiter
+from authz.identity.models import Account
+from authz.identity.models import LoginSession
+from authz.oauth.models import Grant
+from authz.oauth.server import OAuthClient
+from authz.oauth.server import auth_server
+from authz.registry.models import Institution
+from authz.web import require_csrf
+from authz.web import secure_page
+from authz.web.pages import current_login
+
+bp = Blueprint("authorize", __name__)
+bp.after_request(secure_page)
+
+SCOPE_TEXT = {
+    "openid": ("ログインしたことを伝えます", "Confirm that you logged in"),
+    "profile": ("確認済みの氏名などを伝えます", "Share your verified name and details"),
+    "offline_access": ("あなたがいないときも利用を続けます", "Keep access while you are away"),
+    "consents": ("あなたの同意の一覧と変更", "See and change your consents"),
+    "decisions": ("記録へのアクセスの判定を求めます", "Ask for access decisions on records"),
+    "introspect": ("トークンを確認します", "Check tokens"),
+    "audit": ("アクセス記録を閲覧します", "Read the access log"),
+}
+TYPE_TEXT = {"hospital": "病院 / hospital", "clinic": "診療所 / clinic",
+             "pharmacy": "薬局 / pharmacy", "care_provider": "介護事業者 / care provider",
+             "municipality": "市区町村 / municipality", "research": "研究機関 / research body",
+             "resource_server": "記録サーバ / record server"}
+
+
+def _error(error: OAuth2Error) -> Response | tuple[str, int]:
+    """RFC 6749 §4.1.2.1: redirect only to a validated redirect URI; otherwise explain here."""
+    if error.redirect_uri:
+        error.state = request.args.get("state")
+        _status, _body, headers = error()
+        location = dict(headers)["Location"]
+        # RFC 9207 §2: iss in every authorization response, error responses included.
+        return redirect(add_params_to_uri(location, {"iss": current_app.config["AUTHZ_ISSUER"]}))  # type: ignore[return-value]
+    return render_template("oauth_error.html", error=error.error,
+                           description=error.description or ""), 400
+
+
+def _needs_login(login: LoginSession | None) -> bool:
+    """prompt=login and max_age (OIDC Core §3.1.2.1) against the current login session."""
+    if login is None:
+        return True
+    prompts = request.args.get("prompt", "").split()
+    started = session.get("authn_requested_at")
+    fresh = isinstance(started, (int, float)) and login.auth_time.timestamp() >= started
+    if "login" in prompts and not fresh:
+        return True
+    max_age = request.args.get("max_age")
+    if max_age is not None and max_age.isdigit():
+        if utcnow() - login.auth_time > timedelta(seconds=int(max_age)) and not fresh:
+            return True
+    return False
+
+
+def _view(client: OAuthClient, scope: str) -> dict[str, Any]:
+    institution = db.session().get(Institution, client.institution_id)
+    return {"client": client.row, "institution": institution,
+            "institution_type": TYPE_TEXT.get(institution.type, institution.type)
+            if institution else "",
+            "scopes": [(s, *SCOPE_TEXT.get(s, (s, s))) for s in scope.split()]}
+
+
+@bp.route("/oauth/authorize", methods=["GET", "POST"])
+@limiter.limit("60 per minute")
+def authorize() -> Any:
+    login = current_login()
+    account = db.session().get(Account, login.account_id) if login else None
+    try:
+        grant = auth_server.get_consent_grant(end_user=account)
+    except OAuth2Error as error:
+        return _error(error)
+    redirect_uri = grant.request.payload.redirect_uri or grant.client.get_default_redirect_uri()
+    if "none" in request.args.get("prompt", "").split():
+        # OIDC Core §3.1.2.1: no user interface at all; consent is always asked here.
+        if _needs_login(login):
+            return _error(LoginRequiredError(redirect_uri=redirect_uri))
+        return _error(ConsentRequiredError(redirect_uri=redirect_uri))
+    if request.method == "GET" and _needs_login(login):
+        session["authn_requested_at"] = int(utcnow().timestamp())
+        return redirect(url_for("web.login", next=request.full_path))
+    client: OAuthClient = grant.client
+    scope = client.get_allowed_scope(grant.request.payload.scope or "")
+    if request.method == "GET":
+        return render_template("consent.html", action=request.full_path,
+                               **_view(client, scope))
+    require_csrf()
+    if login is None or account is None:
+        return redirect(url_for("web.login", next=request.full_path))
+    approved = request.form.get("decision") == "approve"
+    db_session = db.session()
+    with write(db_session):
+        event: dict[str, Any] = {"client": client.get_client_id(),
+                                 "institution": client.institution_id, "patient": account.id,
+                                 "request_id": request_id()}
+        if not approved:
+            audit.record(db_session, audit.Event(
+                type="oauth.consent", actor=f"patient:{account.id}", outcome="failure",
+                reason="denied", **event))
+            response = auth_server.create_authorization_response(grant=grant, grant_user=None)
+            return response
+        row = Grant(id=f"grt_{secrets.token_hex(8)}", client_id=client.get_client_id(),
+                    account_id=account.id, scope=scope, resource=[], acr=login.acr,
+                    amr=list(login.amr), auth_time=login.auth_time,
+                    login_session_id=login.id)
+        db_session.add(row)
+        db_session.flush()
+        audit.record(db_session, audit.Event(
+            type="oauth.consent", actor=f"patient:{account.id}", outcome="success",
+            detail={"grant": row.id, "scope": scope}, **event))
+        grant.request.authz_grant_id = row.id
+        grant.request.authz_scope = scope
+        response = auth_server.create_authorization_response(grant=grant, grant_user=account)
+    session.pop("authn_requested_at", None)
+    return response

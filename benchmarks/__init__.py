@@ -1,0 +1,1 @@
+"""Performance harness for authz: ``python benchmarks/run.py NAME [--quick] [--json]``."""
