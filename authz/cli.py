@@ -174,10 +174,11 @@ def client_group() -> None:
 @click.option("--redirect-uri", "redirect_uris", multiple=True, help="Repeatable.")
 @click.option("--scope", required=True, help='Space-separated, e.g. "openid decisions".')
 @click.option("--client-id", help="Choose the client id (default: generated).")
+@click.option("--resource-uri", help="RFC 8707 resource identifier (resource servers only).")
 @click.option("--json", "as_json", is_flag=True)
 def client_add(institution: str, name: str, auth_method: str, jwks_file: Path | None,
                redirect_uris: tuple[str, ...], scope: str, client_id: str | None,
-               as_json: bool) -> None:
+               resource_uri: str | None, as_json: bool) -> None:
     """Register an OAuth client of an institution."""
     from authz.registry import rules
     from authz.registry import service
@@ -191,8 +192,8 @@ def client_add(institution: str, name: str, auth_method: str, jwks_file: Path | 
             raise CommandError(f"cannot read {jwks_file}: {error.strerror}") from None
     created = service.add_client(db.session(), service.ClientSpec(
         institution=institution, name=name, auth_method=auth_method,
-        redirect_uris=redirect_uris, scope=scope, jwks=jwks, client_id=client_id),
-        actor=OPERATOR)
+        redirect_uris=redirect_uris, scope=scope, jwks=jwks, client_id=client_id,
+        resource_uri=resource_uri), actor=OPERATOR)
     emit(created.to_dict(), as_json, lambda d: d["client_id"])
 
 

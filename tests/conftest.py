@@ -7,7 +7,6 @@ once per session and each test starts from truncated tables.
 
 from __future__ import annotations
 
-import base64
 import os
 import shutil
 from collections.abc import Callable
@@ -25,6 +24,7 @@ from flask.testing import FlaskClient
 from flask.testing import FlaskCliRunner
 from flask_migrate import upgrade
 from sqlalchemy.orm import Session
+from tests_support import base_config
 
 from authz import create_app
 from authz.extensions import db as flask_db
@@ -34,8 +34,6 @@ from authz.sim.authority import SimAuthority
 from authz.sim.card import VirtualCard
 
 PG_URL = os.environ.get("AUTHZ_TEST_DATABASE_URL")
-TEST_SECRET = "test-secret-key-0123456789abcdef-0123456789"
-TEST_KEK = base64.urlsafe_b64encode(bytes(range(32))).decode()
 DB_FIXTURES = {"app", "db", "client", "runner", "database_url", "create_institution", "demo_app",
                "create_client", "app_factory"}
 
@@ -45,12 +43,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if DB_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.db)
-
-
-def base_config(database_url: str) -> dict[str, Any]:
-    return {"AUTHZ_DATABASE_URL": database_url, "AUTHZ_SECRET_KEY": TEST_SECRET,
-            "AUTHZ_KEY_ENCRYPTION_KEY": TEST_KEK, "AUTHZ_ISSUER": "http://127.0.0.1:8000",
-            "TESTING": True}
 
 
 def migrate(database_url: str, instance: Path) -> None:

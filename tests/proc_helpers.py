@@ -8,7 +8,7 @@ from typing import Any
 
 def _app(database_url: str, instance: str) -> Any:
     os.environ["AUTHZ_INSTANCE_PATH"] = instance
-    from conftest import base_config
+    from tests_support import base_config
 
     from authz import create_app
 

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+from authlib.oauth2 import OAuth2Error
 from flask import Blueprint
 from flask import Response
 from flask import current_app
 from flask import jsonify
 from flask import request
 
+from authz import audit
+from authz.api.context import request_id
+from authz.database import utcnow
+from authz.database import write
+from authz.extensions import db
 from authz.extensions import limiter
+from authz.oauth import inspection
 from authz.oauth.server import auth_server
 from authz.registry.rules import SCOPES
 
@@ -33,6 +40,12 @@ def metadata() -> dict[str, Any]:
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/oauth/authorize",
         "token_endpoint": f"{issuer}/oauth/token",
+        "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "revocation_endpoint": f"{issuer}/oauth/revoke",
+        "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": ["ES256"],
+        "revocation_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ["ES256"],
         "jwks_uri": f"{issuer}/jwks.json",
         "scopes_supported": list(SCOPES),
         "response_types_supported": ["code"],
@@ -70,6 +83,70 @@ def authorization_server_metadata() -> Response:
     response = jsonify(metadata())
     response.headers["Cache-Control"] = "public, max-age=300"
     return response
+
+
+def _authenticated(methods: list[str], endpoint: str) -> tuple[Any, Any]:
+    """(client, None) or (None, the RFC 6749 error response)."""
+    oauth_request = auth_server.create_oauth2_request(None)
+    try:
+        return auth_server.authenticate_client(oauth_request, methods, endpoint), None
+    except OAuth2Error as error:
+        return None, auth_server.handle_error_response(oauth_request, error)
+
+
+def _oauth_error(status: int, error: str, description: str) -> tuple[Response, int]:
+    response = jsonify(error=error, error_description=description)
+    response.headers["Cache-Control"] = "no-store"
+    return response, status
+
+
+@bp.post("/oauth/introspect")
+@limiter.limit("600 per minute", key_func=_client_key)
+def introspect() -> Any:
+    """RFC 7662 for resource servers: a token is active only for its own audience."""
+    client, failed = _authenticated(["private_key_jwt"], "introspection")
+    if failed is not None:
+        return failed
+    if "introspect" not in client.row.scopes or not client.row.resource_uri:
+        session = db.session()
+        with write(session):
+            audit.record(session, audit.Event(
+                type="oauth.introspection", actor=f"client:{client.get_client_id()}",
+                outcome="failure", reason="insufficient_scope", client=client.get_client_id(),
+                institution=client.institution_id, request_id=request_id()))
+        return _oauth_error(403, "insufficient_scope",
+                            "introspection needs a resource server with the introspect scope")
+    token = request.form.get("token", "")
+    if not token:
+        return _oauth_error(400, "invalid_request", "token is required")
+    body = inspection.introspect(
+        db.session(), token, resource=client.row.resource_uri, issuer=_issuer(),
+        caller=client.get_client_id(), institution=client.institution_id, now=utcnow(),
+        request_id=request_id())
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.post("/oauth/revoke")
+@limiter.limit("60 per minute", key_func=_client_key)
+def revoke() -> Any:
+    """RFC 7009: 200 for every authenticated request, known token or not (§2.2)."""
+    client, failed = _authenticated(["private_key_jwt", "none"], "revocation")
+    if failed is not None:
+        return failed
+    token = request.form.get("token", "")
+    if not token:
+        return _oauth_error(400, "invalid_request", "token is required")
+    inspection.revoke(db.session(), token, client_id=client.get_client_id(), issuer=_issuer(),
+                      now=utcnow(), request_id=request_id())
+    response = Response("", status=200)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _issuer() -> str:
+    return str(current_app.config["AUTHZ_ISSUER"])
 
 
 @bp.post("/oauth/token")

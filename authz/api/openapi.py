@@ -176,6 +176,39 @@ PATHS.update({
     "/.well-known/oauth-authorization-server": {"get": {
         "operationId": "authorizationServerMetadata", "tags": ["oauth"],
         "summary": "RFC 8414 metadata", "responses": {"200": METADATA}}},
+    "/oauth/introspect": {"post": {
+        "operationId": "introspect", "tags": ["oauth"],
+        "summary": "RFC 7662 for resource servers (private_key_jwt, introspect scope)",
+        "requestBody": {"required": True, "content": {
+            "application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["token"], "properties": {
+                    "token": {"type": "string"}, "token_type_hint": {"type": "string"},
+                    "client_assertion_type": {"type": "string"},
+                    "client_assertion": {"type": "string"}}}}}},
+        "responses": {
+            "200": _ok({"type": "object", "required": ["active"], "properties": {
+                "active": {"type": "boolean"}, "scope": {"type": "string"},
+                "client_id": {"type": "string"}, "sub": {"type": "string"},
+                "exp": {"type": "integer"}, "iat": {"type": "integer"},
+                "jti": {"type": "string"}, "iss": {"type": "string"},
+                "token_type": {"type": "string"}}}),
+            "400": OAUTH_ERROR, "401": OAUTH_ERROR, "403": OAUTH_ERROR,
+            "429": _problem("Too many requests from this client")}}},
+    "/oauth/revoke": {"post": {
+        "operationId": "revoke", "tags": ["oauth"],
+        "summary": "RFC 7009: revoke a refresh token (its whole grant) or an access token",
+        "requestBody": {"required": True, "content": {
+            "application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["token"], "properties": {
+                    "token": {"type": "string"}, "token_type_hint": {"type": "string"},
+                    "client_id": {"type": "string"},
+                    "client_assertion_type": {"type": "string"},
+                    "client_assertion": {"type": "string"}}}}}},
+        "responses": {
+            "200": {"description": "Revoked, or nothing to revoke",
+                    "headers": REQUEST_ID_HEADER},
+            "400": OAUTH_ERROR, "401": OAUTH_ERROR,
+            "429": _problem("Too many requests from this client")}}},
     "/oauth/token": {"post": {
         "operationId": "token", "tags": ["oauth"],
         "summary": "Token endpoint: authorization_code (PKCE), refresh_token,"

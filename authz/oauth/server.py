@@ -14,11 +14,11 @@ import secrets
 from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field
-from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749 import grants
@@ -28,6 +28,7 @@ from authlib.oidc.core import OpenIDCode
 from authlib.oidc.core.grants.util import create_half_hash
 from flask import Flask
 from flask import current_app
+from flask import request as flask_request
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -43,6 +44,7 @@ from authz.oauth.models import AccessToken
 from authz.oauth.models import AuthorizationCode
 from authz.oauth.models import Grant
 from authz.oauth.models import RefreshToken
+from authz.oauth.store import revoke_grant
 from authz.registry.models import Client
 
 ACCESS_TOKEN_LIFETIME = 300  # DESIGN 4: at most 5 minutes
@@ -170,6 +172,41 @@ def _audit_failure(kind: str, client: OAuthClient | None, reason: str) -> None:
             institution=client.institution_id if client else None))
 
 
+# -- resource indicators (RFC 8707) -------------------------------------------------------------
+
+class InvalidTargetError(OAuth2Error):  # type: ignore[misc]
+    """RFC 8707 §2: the requested resource is unknown or not allowed here."""
+
+    error = "invalid_target"
+
+
+def check_resources(values: list[str]) -> list[str]:
+    """Each ``resource`` must be this service (its decision API) or a registered resource server."""
+    unique = list(dict.fromkeys(values))
+    if len(unique) > 4:
+        raise InvalidTargetError("at most 4 resource values")
+    issuer = _issuer()
+    for value in unique:
+        if value == issuer:
+            continue
+        found = _session().execute(
+            select(Client.client_id).where(Client.resource_uri == value,
+                                           Client.enabled.is_(True))).first()
+        if found is None:
+            raise InvalidTargetError("unknown resource")
+    return unique
+
+
+def audiences(requested: list[str], granted: list[str]) -> list[str]:
+    """The ``aud`` of a new access token: the requested resources, within what was granted."""
+    if not requested:
+        return granted or [_issuer()]
+    checked = check_resources(requested)
+    if granted and not set(checked) <= set(granted):
+        raise InvalidTargetError("resource outside the grant")
+    return checked
+
+
 # -- token issuance -----------------------------------------------------------------------------
 
 @dataclass
@@ -181,6 +218,8 @@ class Issue:
     auth: dict[str, Any] = field(default_factory=dict)
     jti: str | None = None
     refresh_generation: int = 0
+    granted_resources: list[str] = field(default_factory=list)
+    audience: list[str] = field(default_factory=list)
 
 
 _issue: ContextVar[Issue | None] = ContextVar("authz_oauth_issue", default=None)
@@ -205,10 +244,13 @@ def generate_token(grant_type: str, client: OAuthClient, user: Account | None = 
     issue = _current_issue()
     now = int(utcnow().timestamp())
     issue.jti = secrets.token_urlsafe(18)
+    issue.audience = audiences(flask_request.form.getlist("resource"), issue.granted_resources)
     sector = client.institution_id
     subject = pairwise_sub(user.id, sector) if user is not None else client.get_client_id()
     claims: dict[str, Any] = {
-        "iss": _issuer(), "sub": subject, "aud": _issuer(), "client_id": client.get_client_id(),
+        "iss": _issuer(), "sub": subject,
+        "aud": issue.audience[0] if len(issue.audience) == 1 else issue.audience,
+        "client_id": client.get_client_id(),
         "iat": now, "exp": now + ACCESS_TOKEN_LIFETIME, "jti": issue.jti,
         "scope": scope or "",
     }
@@ -234,14 +276,14 @@ def save_token(token: dict[str, Any], request: Any) -> None:
         grant_id = issue.grant_id
         if grant_id is None:  # client credentials: the client is its own grant
             grant = Grant(id=f"grt_{secrets.token_hex(8)}", client_id=client.get_client_id(),
-                          account_id=None, scope=token["scope"], resource=[])
+                          account_id=None, scope=token["scope"], resource=issue.audience)
             session.add(grant)
             session.flush()
             grant_id = grant.id
         session.add(AccessToken(
             jti=issue.jti, grant_id=grant_id, client_id=client.get_client_id(),
             subject=pairwise_sub(user.id, client.institution_id) if user else
-            client.get_client_id(), scope=token["scope"], audience=[_issuer()],
+            client.get_client_id(), scope=token["scope"], audience=issue.audience,
             issued_at=now, expires_at=now + timedelta(seconds=ACCESS_TOKEN_LIFETIME)))
         if "refresh_token" in token:
             session.add(RefreshToken(
@@ -346,14 +388,14 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
                 return None
             if row.used_at is not None:
                 # RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what it issued.
-                _revoke_grant(session, grant, "code_replayed", now)
+                revoke_grant(session, grant, "code_replayed", now)
                 return None
             if row.expires_at <= now:
                 return None
             row.used_at = now  # consumed here, atomically with the check, before tokens exist
             session.flush()
         issue = _current_issue()
-        issue.grant_id = grant.id
+        issue.grant_id, issue.granted_resources = grant.id, list(grant.resource or [])
         issue.auth = {"auth_time": int(grant.auth_time.timestamp()) if grant.auth_time else None,
                       "acr": grant.acr}
         return CodeRecord(row, grant)
@@ -390,10 +432,11 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
                 session.refresh(row)
                 if row.superseded_at is not None and now - row.superseded_at <= REFRESH_GRACE:
                     return None  # a concurrent refresh won the race: refuse, keep the family
-                _revoke_grant(session, grant, "refresh_token_reused", now)
+                revoke_grant(session, grant, "refresh_token_reused", now)
                 return None
         issue = _current_issue()
         issue.grant_id, issue.refresh_generation = grant.id, row.generation
+        issue.granted_resources = list(grant.resource or [])
         issue.auth = {"auth_time": int(grant.auth_time.timestamp()) if grant.auth_time else None,
                       "acr": grant.acr}
         return RefreshRecord(row, grant)
@@ -426,22 +469,6 @@ class RefreshRecord:
 
 class SystemGrant(grants.ClientCredentialsGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = ["private_key_jwt"]
-
-
-def _revoke_grant(session: Session, grant: Grant, reason: str, now: datetime) -> None:
-    """Revoke a grant and every token it issued; one audit event (inside the caller's write)."""
-    if grant.revoked_at is None:
-        grant.revoked_at, grant.revoked_reason = now, reason
-    session.execute(update(RefreshToken).where(RefreshToken.grant_id == grant.id,
-                                               RefreshToken.revoked_at.is_(None))
-                    .values(revoked_at=now))
-    session.execute(update(AccessToken).where(AccessToken.grant_id == grant.id,
-                                              AccessToken.revoked_at.is_(None))
-                    .values(revoked_at=now))
-    session.flush()
-    audit.record(session, audit.Event(
-        type="oauth.grant_revoked", actor="system:oauth", outcome="success", reason=reason,
-        client=grant.client_id, patient=grant.account_id, detail={"grant": grant.id}))
 
 
 # -- OpenID Connect -----------------------------------------------------------------------------

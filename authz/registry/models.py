@@ -47,6 +47,8 @@ class Client(Base):
     redirect_uris: Mapped[list[str]] = mapped_column(JSON)
     jwks: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     scopes: Mapped[list[str]] = mapped_column(JSON)
+    # RFC 8707: the resource identifier a resource server answers for (token ``aud``).
+    resource_uri: Mapped[str | None] = mapped_column(String(2000), unique=True, nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -56,5 +58,5 @@ class Client(Base):
         return {"client_id": self.client_id, "institution": self.institution_id,
                 "name": self.name, "auth_method": self.auth_method,
                 "redirect_uris": list(self.redirect_uris), "scopes": list(self.scopes),
-                "jwks": self.jwks, "enabled": self.enabled,
+                "jwks": self.jwks, "resource_uri": self.resource_uri, "enabled": self.enabled,
                 "created_at": self.created_at.isoformat()}

@@ -143,6 +143,24 @@ def check_redirect_uri(uri: str, *, public: bool) -> str:
                        " or (public clients) a reverse-domain private-use scheme")
 
 
+def check_resource_uri(uri: str | None, *, institution_type: str) -> str | None:
+    """RFC 8707 §2: an absolute URI without a fragment; only a resource server has one."""
+    if uri is None:
+        return None
+    if institution_type != "resource_server":
+        raise InvalidInput("only a resource_server institution's client has a resource URI")
+    if not uri or len(uri) > MAX_URI or not _URI_CHARS.fullmatch(uri) or "#" in uri \
+            or "?" in uri:
+        raise InvalidInput(f"resource URI {uri!r} must be an ASCII absolute URI without"
+                           " query or fragment")
+    parts = urlsplit(uri)
+    if parts.scheme == "https" and parts.hostname:
+        return uri
+    if parts.scheme == "http" and is_loopback_host(parts.hostname):
+        return uri
+    raise InvalidInput(f"resource URI {uri!r} must be https (or http on a loopback host)")
+
+
 def check_redirect_uris(uris: Iterable[str], *, public: bool) -> list[str]:
     """Each URI checked, duplicates dropped, at most MAX_REDIRECT_URIS."""
     unique = list(dict.fromkeys(uris))

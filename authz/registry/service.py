@@ -39,6 +39,7 @@ class ClientSpec:
     scope: str
     jwks: str | bytes | None = None
     client_id: str | None = None
+    resource_uri: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -108,11 +109,16 @@ def add_client(session: Session, spec: ClientSpec, *, actor: str) -> Client:
                                         institution_type=institution.type)
             if not uris and "openid" in scopes:
                 raise InvalidInput("a client with the openid scope needs a redirect URI")
+            resource = rules.check_resource_uri(spec.resource_uri,
+                                                institution_type=institution.type)
             if _client_id_taken(session, client_id):
                 raise taken
+            if resource and session.execute(
+                    select(Client.client_id).where(Client.resource_uri == resource)).first():
+                raise Conflict(f"resource URI {resource!r} is already registered")
             client = Client(client_id=client_id, institution_id=institution.id, name=name,
                             auth_method=method, redirect_uris=uris, jwks=jwks, scopes=scopes,
-                            enabled=True)
+                            resource_uri=resource, enabled=True)
             session.add(client)
             session.flush()
             audit.record(session, audit.Event(

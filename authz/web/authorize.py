@@ -30,6 +30,7 @@ from authz.identity.models import LoginSession
 from authz.oauth.models import Grant
 from authz.oauth.server import OAuthClient
 from authz.oauth.server import auth_server
+from authz.oauth.server import check_resources
 from authz.registry.models import Institution
 from authz.web import require_csrf
 from authz.web import secure_page
@@ -109,6 +110,11 @@ def authorize() -> Any:
         return redirect(url_for("web.login", next=request.full_path))
     client: OAuthClient = grant.client
     scope = client.get_allowed_scope(grant.request.payload.scope or "")
+    try:
+        resources = check_resources(request.args.getlist("resource"))
+    except OAuth2Error as error:
+        error.redirect_uri = redirect_uri
+        return _error(error)
     if request.method == "GET":
         return render_template("consent.html", action=request.full_path,
                                **_view(client, scope))
@@ -128,7 +134,7 @@ def authorize() -> Any:
             response = auth_server.create_authorization_response(grant=grant, grant_user=None)
             return response
         row = Grant(id=f"grt_{secrets.token_hex(8)}", client_id=client.get_client_id(),
-                    account_id=account.id, scope=scope, resource=[], acr=login.acr,
+                    account_id=account.id, scope=scope, resource=resources, acr=login.acr,
                     amr=list(login.amr), auth_time=login.auth_time,
                     login_session_id=login.id)
         db_session.add(row)

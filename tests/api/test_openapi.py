@@ -185,7 +185,7 @@ def _pytest_92_nodeid(request: pytest.FixtureRequest) -> None:
 
 # ``include``: selecting every path explicitly keeps GET /openapi.json in, which schemathesis
 # otherwise leaves out as the operation that served the document.
-SEMANTIC_REFUSALS = frozenset({"/oauth/token"})
+SEMANTIC_REFUSALS = frozenset({"/oauth/token", "/oauth/introspect", "/oauth/revoke"})
 schema = schemathesis.pytest.from_fixture("api_schema").include(path_regex="^/")
 
 

@@ -11,7 +11,7 @@ def remember_once(database_url: str, instance: str, key: str, expires_at: dateti
                   now: datetime, start: Any) -> bool:
     """Ask the replay store about ``key`` once, after every worker is ready."""
     os.environ["AUTHZ_INSTANCE_PATH"] = instance
-    from conftest import base_config
+    from tests_support import base_config
 
     from authz import create_app
     from authz.extensions import db
