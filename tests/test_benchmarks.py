@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -89,3 +90,52 @@ def test_server_quick(loadgen: str) -> None:
     ratios = result["ratios"]["granian_over_gunicorn"][str(workers)]
     for endpoint in ("/healthz", "/jwks.json"):
         assert set(ratios[endpoint]) == {"throughput", "median_latency"}
+
+
+TOKEN_OPERATIONS = ("client_credentials", "introspection")
+TOKEN_KEYS = {"requests_per_s", "latency_p50_ms", "latency_p99_ms", "errors",
+              "unexpected_bodies", "requests", "server_cpu_ms_per_request",
+              "runs_requests_per_s"}
+
+
+@pytest.mark.slow
+def test_tokens_quick() -> None:
+    if shutil.which("node") is None:
+        pytest.skip("node is not installed: the oidc-provider peer of `tokens` cannot run")
+    result = figures("tokens", "--quick", "--json")
+    assert result["benchmark"] == "tokens"
+    assert result["mode"] == "quick"
+    assert result["errors"] == 0
+    assert result["servers"]["oidc-provider"]["skipped"] is None
+    for server in ("authz", "oidc-provider"):
+        summary = result["results"][server]
+        assert set(summary["memory"]) == {"processes", "rss_mib", "pss_mib"}
+        assert set(summary) >= {*TOKEN_OPERATIONS, "startup_s", "notes"}
+        token = summary["client_credentials"]
+        assert set(token) == TOKEN_KEYS
+        assert token["errors"] == 0
+        assert token["requests"] > 0
+        introspection = summary["introspection"]
+        if introspection is None:  # authz before its endpoint existed: said why
+            assert server == "authz"
+            assert "404" in summary["notes"]["introspection"]
+        else:
+            assert set(introspection) == TOKEN_KEYS
+            assert introspection["errors"] == 0
+    ratios = result["ratios"]["authz_over_oidc_provider"]
+    assert set(ratios["client_credentials"]) == {"throughput", "latency_p50", "latency_p99"}
+    if result["results"]["authz"]["introspection"] is None:
+        assert ratios["introspection"] is None
+    else:
+        assert set(ratios["introspection"]) == {"throughput", "latency_p50", "latency_p99"}
+
+
+def test_tokens_without_node_skips_the_peer() -> None:
+    """No Node.js: the peer is reported skipped with a reason; nothing hangs, nothing fails."""
+    result = figures("tokens", "--quick", "--json", "--servers", "oidc-provider",
+                     "--node", "/nonexistent/node")
+    assert result["errors"] == 0
+    assert result["results"] == {"oidc-provider": None}
+    assert "Node.js not found" in result["servers"]["oidc-provider"]["skipped"]
+    assert result["ratios"]["authz_over_oidc_provider"] == {
+        "client_credentials": None, "introspection": None}

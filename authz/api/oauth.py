@@ -17,6 +17,7 @@ from authz.database import utcnow
 from authz.database import write
 from authz.extensions import db
 from authz.extensions import limiter
+from authz.identity.crypto import IdentityKeys
 from authz.oauth import inspection
 from authz.oauth.server import auth_server
 from authz.registry.rules import SCOPES
@@ -41,6 +42,7 @@ def metadata() -> dict[str, Any]:
         "authorization_endpoint": f"{issuer}/oauth/authorize",
         "token_endpoint": f"{issuer}/oauth/token",
         "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "userinfo_endpoint": f"{issuer}/oauth/userinfo",
         "revocation_endpoint": f"{issuer}/oauth/revoke",
         "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
         "introspection_endpoint_auth_signing_alg_values_supported": ["ES256"],
@@ -143,6 +145,37 @@ def revoke() -> Any:
     response = Response("", status=200)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.route("/oauth/userinfo", methods=["GET", "POST"])
+@limiter.limit("120 per minute")
+def userinfo_endpoint() -> Any:
+    """OIDC Core §5.3 with a Bearer access token (RFC 6750 §2.1 header only)."""
+    from authz.oauth import userinfo
+
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token:
+        return _bearer_challenge(None, "a Bearer access token is required")
+    config = current_app.config
+    keys = IdentityKeys.from_kek(config["AUTHZ_KEK_BYTES"])
+    try:
+        body = userinfo.userinfo(
+            db.session(), token.strip(), issuer=_issuer(), keys=keys,
+            trust_framework=config["AUTHZ_JPKI_TRUST_FRAMEWORK"]
+            or f"{_issuer()}/trust-frameworks/jpki-sim", now=utcnow())
+    except userinfo.TokenRejected:
+        return _bearer_challenge("invalid_token", "the access token is not valid here")
+    response = jsonify(body)
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+def _bearer_challenge(error: str | None, description: str) -> tuple[Response, int]:
+    """RFC 6750 §3: 401 with a challenge; no error code when no token was sent (§3.1)."""
+    response = jsonify(error=error or "invalid_request", error_description=description)
+    response.headers["WWW-Authenticate"] = f'Bearer error="{error}"' if error else "Bearer"
+    response.headers["Cache-Control"] = "no-store"
+    return response, 401
 
 
 def _issuer() -> str:

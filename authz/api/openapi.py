@@ -176,6 +176,15 @@ PATHS.update({
     "/.well-known/oauth-authorization-server": {"get": {
         "operationId": "authorizationServerMetadata", "tags": ["oauth"],
         "summary": "RFC 8414 metadata", "responses": {"200": METADATA}}},
+    "/oauth/userinfo": {method: {
+        "operationId": f"userinfo_{method}", "tags": ["oauth"],
+        "summary": "OIDC UserInfo: pairwise sub; verified_claims with the profile scope",
+        "security": [{"bearer": []}],
+        "responses": {
+            "200": _ok({"type": "object", "required": ["sub"], "properties": {
+                "sub": {"type": "string"}, "verified_claims": {"type": "object"}}}),
+            "400": OAUTH_ERROR, "401": OAUTH_ERROR,
+            "429": _problem("Too many requests")}} for method in ("get", "post")},
     "/oauth/introspect": {"post": {
         "operationId": "introspect", "tags": ["oauth"],
         "summary": "RFC 7662 for resource servers (private_key_jwt, introspect scope)",
@@ -244,7 +253,8 @@ def document(issuer: str) -> dict[str, Any]:
                  "description": "Consent and access-control authorization service."},
         "servers": [{"url": issuer}],
         "paths": PATHS,
-        "components": {"schemas": {
+        "components": {"securitySchemes": {"bearer": {
+            "type": "http", "scheme": "bearer", "bearerFormat": "JWT"}}, "schemas": {
             "Problem": {"type": "object", "required": ["type", "title", "status", "request_id"],
                         "properties": {"type": {"type": "string", "format": "uri"},
                                        "title": {"type": "string"},

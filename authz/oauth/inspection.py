@@ -47,7 +47,7 @@ def verified_claims(session: Session, token: str, issuer: str,
     return claims
 
 
-def _live(session: Session, claims: dict[str, Any], now: datetime) -> AccessToken | None:
+def live_token(session: Session, claims: dict[str, Any], now: datetime) -> AccessToken | None:
     row = session.get(AccessToken, str(claims.get("jti", "")))
     if row is None or row.revoked_at is not None or row.expires_at <= now:
         return None
@@ -62,7 +62,7 @@ def introspect(session: Session, token: str, *, resource: str, issuer: str, call
                institution: str, now: datetime, request_id: str | None = None) -> dict[str, Any]:
     """RFC 7662 §2.2 for resource server ``resource``: inactive unless the token is for it."""
     claims = verified_claims(session, token, issuer, now)
-    row = _live(session, claims, now) if claims else None
+    row = live_token(session, claims, now) if claims else None
     audience = claims.get("aud") if claims else None
     audiences = audience if isinstance(audience, list) else [audience]
     active = row is not None and resource in audiences
