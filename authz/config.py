@@ -183,6 +183,8 @@ SETTINGS: tuple[Setting, ...] = (
             "How many reverse proxies set X-Forwarded-For/-Proto in front of the service."),
     Setting("AUTHZ_KEY_RETIRE_AFTER", parse_positive_int, 86400,
             "Seconds a rotated-out signing key stays in the JWKS before it is retired."),
+    Setting("AUTHZ_REQUIRE_PAR", parse_bool, False,
+            "1 refuses authorization requests that were not pushed first (RFC 9126; FAPI 2.0)."),
     Setting("AUTHZ_SERVICE_NAME", parse_text, "authz",
             "Name the card app shows beside the short code."),
     Setting("AUTHZ_JPKI_SIGN_ANCHORS", parse_paths, None,

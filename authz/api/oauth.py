@@ -8,8 +8,10 @@ from authlib.oauth2 import OAuth2Error
 from flask import Blueprint
 from flask import Response
 from flask import current_app
+from flask import g
 from flask import jsonify
 from flask import request
+from werkzeug.datastructures import MultiDict
 
 from authz import audit
 from authz.api.context import request_id
@@ -19,7 +21,9 @@ from authz.extensions import db
 from authz.extensions import limiter
 from authz.identity.crypto import IdentityKeys
 from authz.oauth import inspection
+from authz.oauth import par
 from authz.oauth.server import auth_server
+from authz.oauth.server import check_resources
 from authz.registry.rules import SCOPES
 
 bp = Blueprint("oauth", __name__)
@@ -42,6 +46,9 @@ def metadata() -> dict[str, Any]:
         "authorization_endpoint": f"{issuer}/oauth/authorize",
         "token_endpoint": f"{issuer}/oauth/token",
         "introspection_endpoint": f"{issuer}/oauth/introspect",
+        "pushed_authorization_request_endpoint": f"{issuer}/oauth/par",
+        "require_pushed_authorization_requests": bool(
+            current_app.config["AUTHZ_REQUIRE_PAR"]),
         "userinfo_endpoint": f"{issuer}/oauth/userinfo",
         "revocation_endpoint": f"{issuer}/oauth/revoke",
         "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
@@ -128,6 +135,41 @@ def introspect() -> Any:
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response
+
+
+@bp.post("/oauth/par")
+@limiter.limit("60 per minute", key_func=_client_key)
+def pushed_authorization_request() -> Any:
+    """RFC 9126 §2: validate the authorization request now, hand back a ``request_uri``."""
+    client, failed = _authenticated(["private_key_jwt", "none"], "par")
+    if failed is not None:
+        return failed
+    form = request.form
+    if "request_uri" in form:
+        return _oauth_error(400, "invalid_request", "request_uri is not allowed here")
+    if form.get("client_id", client.get_client_id()) != client.get_client_id():
+        return _oauth_error(400, "invalid_request", "client_id does not match the client")
+    repeated = [k for k in form if len(form.getlist(k)) > 1 and k != "resource"]
+    if repeated or len(form) > par.MAX_PARAMS or any(
+            len(v) > par.MAX_VALUE for v in form.values()):
+        return _oauth_error(400, "invalid_request", "repeated or oversized parameters")
+    params = MultiDict([(k, v) for k, v in form.items(multi=True)
+                        if k not in ("client_assertion", "client_assertion_type")])
+    params["client_id"] = client.get_client_id()
+    checked = MultiDict([(k, v) for k, v in params.items(multi=True) if k != "prompt"])
+    g.authz_pushed_params = checked
+    try:
+        auth_server.get_consent_grant(end_user=None)
+        check_resources(params.getlist("resource"))
+    except OAuth2Error as error:
+        return _oauth_error(400, error.error, error.description or error.error)
+    finally:
+        g.pop("authz_pushed_params", None)
+    request_uri = par.push(db.session(), client.get_client_id(), params.items(multi=True),
+                           utcnow())
+    response = jsonify(request_uri=request_uri, expires_in=int(par.LIFETIME.total_seconds()))
+    response.headers["Cache-Control"] = "no-store"
+    return response, 201
 
 
 @bp.post("/oauth/revoke")

@@ -185,6 +185,27 @@ PATHS.update({
                 "sub": {"type": "string"}, "verified_claims": {"type": "object"}}}),
             "400": OAUTH_ERROR, "401": OAUTH_ERROR,
             "429": _problem("Too many requests")}} for method in ("get", "post")},
+    "/oauth/par": {"post": {
+        "operationId": "pushedAuthorizationRequest", "tags": ["oauth"],
+        "summary": "RFC 9126: push an authorization request, get a request_uri",
+        "requestBody": {"required": True, "content": {
+            "application/x-www-form-urlencoded": {"schema": {
+                "type": "object", "required": ["response_type", "client_id"], "properties": {
+                    "response_type": {"const": "code"}, "client_id": {"type": "string"},
+                    "redirect_uri": {"type": "string"}, "scope": {"type": "string"},
+                    "state": {"type": "string"}, "nonce": {"type": "string"},
+                    "code_challenge": {"type": "string"},
+                    "code_challenge_method": {"const": "S256"},
+                    "resource": {"type": "string"},
+                    "client_assertion_type": {"type": "string"},
+                    "client_assertion": {"type": "string"}}}}}},
+        "responses": {
+            "201": _ok({"type": "object", "required": ["request_uri", "expires_in"],
+                        "properties": {"request_uri": {"type": "string"},
+                                       "expires_in": {"type": "integer"}}},
+                       description="Created"),
+            "400": OAUTH_ERROR, "401": OAUTH_ERROR,
+            "429": _problem("Too many requests from this client")}}},
     "/oauth/introspect": {"post": {
         "operationId": "introspect", "tags": ["oauth"],
         "summary": "RFC 7662 for resource servers (private_key_jwt, introspect scope)",

@@ -99,3 +99,18 @@ class AccessToken(Base):
     def claims_view(self) -> dict[str, Any]:
         return {"jti": self.jti, "client_id": self.client_id, "sub": self.subject,
                 "scope": self.scope, "aud": list(self.audience)}
+
+
+class PushedRequest(Base):
+    """RFC 9126: an authorization request pushed by its client, used by ``request_uri``.
+
+    Dead once an authorization under it completes (approved or denied), or when it expires.
+    """
+
+    __tablename__ = "oauth_pushed_requests"
+
+    handle_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64))
+    params: Mapped[list[list[str]]] = mapped_column(JSON)  # [[name, value], ...]
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -13,11 +13,13 @@ from authlib.oidc.core.errors import LoginRequiredError
 from flask import Blueprint
 from flask import Response
 from flask import current_app
+from flask import g
 from flask import redirect
 from flask import render_template
 from flask import request
 from flask import session
 from flask import url_for
+from werkzeug.datastructures import MultiDict
 
 from authz import audit
 from authz.api.context import request_id
@@ -27,6 +29,7 @@ from authz.extensions import db
 from authz.extensions import limiter
 from authz.identity.models import Account
 from authz.identity.models import LoginSession
+from authz.oauth import par
 from authz.oauth.models import Grant
 from authz.oauth.server import OAuthClient
 from authz.oauth.server import auth_server
@@ -54,10 +57,31 @@ TYPE_TEXT = {"hospital": "病院 / hospital", "clinic": "診療所 / clinic",
              "resource_server": "記録サーバ / record server"}
 
 
+def _params() -> MultiDict[str, str]:
+    """The authorization request: a pushed one (RFC 9126) or the query string."""
+    pushed = g.get("authz_pushed_params")
+    return pushed if pushed is not None else request.args
+
+
+def _load_pushed() -> tuple[str, str] | None:
+    """Resolve ``request_uri``; (error, description) when it cannot be used."""
+    request_uri = request.args.get("request_uri")
+    if request_uri is None:
+        if current_app.config["AUTHZ_REQUIRE_PAR"]:
+            return "invalid_request", "this service accepts only pushed authorization requests"
+        return None
+    client_id = request.args.get("client_id", "")
+    params = par.find(db.session(), request_uri, client_id, utcnow())
+    if params is None:
+        return "invalid_request_uri", "the request_uri is unknown, expired or used"
+    g.authz_pushed_params = MultiDict(params)
+    return None
+
+
 def _error(error: OAuth2Error) -> Response | tuple[str, int]:
     """RFC 6749 §4.1.2.1: redirect only to a validated redirect URI; otherwise explain here."""
     if error.redirect_uri:
-        error.state = request.args.get("state")
+        error.state = _params().get("state")
         _status, _body, headers = error()
         location = dict(headers)["Location"]
         # RFC 9207 §2: iss in every authorization response, error responses included.
@@ -70,12 +94,12 @@ def _needs_login(login: LoginSession | None) -> bool:
     """prompt=login and max_age (OIDC Core §3.1.2.1) against the current login session."""
     if login is None:
         return True
-    prompts = request.args.get("prompt", "").split()
+    prompts = _params().get("prompt", "").split()
     started = session.get("authn_requested_at")
     fresh = isinstance(started, (int, float)) and login.auth_time.timestamp() >= started
     if "login" in prompts and not fresh:
         return True
-    max_age = request.args.get("max_age")
+    max_age = _params().get("max_age")
     if max_age is not None and max_age.isdigit():
         if utcnow() - login.auth_time > timedelta(seconds=int(max_age)) and not fresh:
             return True
@@ -93,6 +117,9 @@ def _view(client: OAuthClient, scope: str) -> dict[str, Any]:
 @bp.route("/oauth/authorize", methods=["GET", "POST"])
 @limiter.limit("60 per minute")
 def authorize() -> Any:
+    refused = _load_pushed()
+    if refused is not None:
+        return render_template("oauth_error.html", error=refused[0], description=refused[1]), 400
     login = current_login()
     account = db.session().get(Account, login.account_id) if login else None
     try:
@@ -100,7 +127,7 @@ def authorize() -> Any:
     except OAuth2Error as error:
         return _error(error)
     redirect_uri = grant.request.payload.redirect_uri or grant.client.get_default_redirect_uri()
-    if "none" in request.args.get("prompt", "").split():
+    if "none" in _params().get("prompt", "").split():
         # OIDC Core §3.1.2.1: no user interface at all; consent is always asked here.
         if _needs_login(login):
             return _error(LoginRequiredError(redirect_uri=redirect_uri))
@@ -111,7 +138,7 @@ def authorize() -> Any:
     client: OAuthClient = grant.client
     scope = client.get_allowed_scope(grant.request.payload.scope or "")
     try:
-        resources = check_resources(request.args.getlist("resource"))
+        resources = check_resources(_params().getlist("resource"))
     except OAuth2Error as error:
         error.redirect_uri = redirect_uri
         return _error(error)
@@ -132,6 +159,8 @@ def authorize() -> Any:
                 type="oauth.consent", actor=f"patient:{account.id}", outcome="failure",
                 reason="denied", **event))
             response = auth_server.create_authorization_response(grant=grant, grant_user=None)
+            if request.args.get("request_uri"):
+                par.retire(db_session, request.args["request_uri"], utcnow())
             return response
         row = Grant(id=f"grt_{secrets.token_hex(8)}", client_id=client.get_client_id(),
                     account_id=account.id, scope=scope, resource=resources, acr=login.acr,
@@ -145,5 +174,7 @@ def authorize() -> Any:
         grant.request.authz_grant_id = row.id
         grant.request.authz_scope = scope
         response = auth_server.create_authorization_response(grant=grant, grant_user=account)
+        if request.args.get("request_uri"):
+            par.retire(db_session, request.args["request_uri"], utcnow())
     session.pop("authn_requested_at", None)
     return response

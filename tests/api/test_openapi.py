@@ -185,7 +185,8 @@ def _pytest_92_nodeid(request: pytest.FixtureRequest) -> None:
 
 # ``include``: selecting every path explicitly keeps GET /openapi.json in, which schemathesis
 # otherwise leaves out as the operation that served the document.
-SEMANTIC_REFUSALS = frozenset({"/oauth/token", "/oauth/introspect", "/oauth/revoke"})
+SEMANTIC_REFUSALS = frozenset({"/oauth/token", "/oauth/introspect", "/oauth/revoke",
+                               "/oauth/par"})
 schema = schemathesis.pytest.from_fixture("api_schema").include(path_regex="^/")
 
 
