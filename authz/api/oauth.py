@@ -20,6 +20,7 @@ from authz.database import write
 from authz.extensions import db
 from authz.extensions import limiter
 from authz.identity.crypto import IdentityKeys
+from authz.oauth import dpop
 from authz.oauth import inspection
 from authz.oauth import par
 from authz.oauth.server import auth_server
@@ -64,6 +65,7 @@ def metadata() -> dict[str, Any]:
         "id_token_signing_alg_values_supported": ["ES256"],
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
+        "dpop_signing_alg_values_supported": ["ES256"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
         "acr_values_supported": ACR_VALUES,
@@ -196,15 +198,33 @@ def userinfo_endpoint() -> Any:
     from authz.oauth import userinfo
 
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return _bearer_challenge(None, "a Bearer access token is required")
+    token = token.strip()
+    if scheme.lower() not in ("bearer", "dpop") or not token:
+        return _bearer_challenge(None, "a Bearer or DPoP access token is required")
     config = current_app.config
+    now = utcnow()
+    presented_jkt = None
+    if scheme.lower() == "dpop":
+        proofs = request.headers.getlist("DPoP")
+        try:
+            if len(proofs) != 1:
+                raise dpop.DPoPError("invalid_dpop_proof", "exactly one DPoP proof is needed")
+            proof = dpop.verify_proof(proofs[0], method=request.method,
+                                      url=f"{_issuer()}/oauth/userinfo", now=now,
+                                      access_token=token)
+            session = db.session()
+            with write(session):
+                dpop.remember_proof(session, proof, now)
+        except dpop.DPoPError as error:
+            return _bearer_challenge(error.error, error.description)
+        presented_jkt = proof.jkt
     keys = IdentityKeys.from_kek(config["AUTHZ_KEK_BYTES"])
     try:
         body = userinfo.userinfo(
-            db.session(), token.strip(), issuer=_issuer(), keys=keys,
+            db.session(), token, issuer=_issuer(), keys=keys,
             trust_framework=config["AUTHZ_JPKI_TRUST_FRAMEWORK"]
-            or f"{_issuer()}/trust-frameworks/jpki-sim", now=utcnow())
+            or f"{_issuer()}/trust-frameworks/jpki-sim", now=now,
+            presented_jkt=presented_jkt)
     except userinfo.TokenRejected:
         return _bearer_challenge("invalid_token", "the access token is not valid here")
     response = jsonify(body)
@@ -215,7 +235,11 @@ def userinfo_endpoint() -> Any:
 def _bearer_challenge(error: str | None, description: str) -> tuple[Response, int]:
     """RFC 6750 §3: 401 with a challenge; no error code when no token was sent (§3.1)."""
     response = jsonify(error=error or "invalid_request", error_description=description)
-    response.headers["WWW-Authenticate"] = f'Bearer error="{error}"' if error else "Bearer"
+    # RFC 9449 §7.1: both schemes are offered; ES256 is the only DPoP algorithm.
+    challenge = f'error="{error}"' if error else ""
+    response.headers["WWW-Authenticate"] = ", ".join(
+        f"{scheme} {challenge}".strip() + (' algs="ES256"' if scheme == "DPoP" else "")
+        for scheme in ("Bearer", "DPoP"))
     response.headers["Cache-Control"] = "no-store"
     return response, 401
 
@@ -226,7 +250,22 @@ def _issuer() -> str:
 
 @bp.post("/oauth/token")
 @limiter.limit("60 per minute", key_func=_client_key)
-def token() -> Response:
+def token() -> Any:
     """RFC 6749 §3.2; errors are RFC 6749 §5.2 bodies from Authlib."""
+    proofs = request.headers.getlist("DPoP")
+    if proofs:
+        if len(proofs) > 1:
+            return _oauth_error(400, "invalid_dpop_proof", "one DPoP header at most")
+        now = utcnow()
+        try:
+            # RFC 9449 §4.3: htu is our own token endpoint URL, never the Host header's.
+            proof = dpop.verify_proof(proofs[0], method="POST", url=f"{_issuer()}/oauth/token",
+                                      now=now)
+            session = db.session()
+            with write(session):
+                dpop.remember_proof(session, proof, now)
+        except dpop.DPoPError as error:
+            return _oauth_error(400, error.error, error.description)
+        g.authz_dpop_jkt = proof.jkt
     response: Response = auth_server.create_token_response()
     return response

@@ -286,8 +286,12 @@ def generate_token(grant_type: str, client: OAuthClient, user: Account | None = 
     }
     if user is not None and issue.auth.get("auth_time"):
         claims.update(auth_time=issue.auth["auth_time"], acr=issue.auth.get("acr"))
+    jkt = g.get("authz_dpop_jkt")
+    if jkt:
+        claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: sender-constrained
     token: dict[str, Any] = {
-        "token_type": "Bearer", "expires_in": ACCESS_TOKEN_LIFETIME, "scope": scope or "",
+        "token_type": "DPoP" if jkt else "Bearer", "expires_in": ACCESS_TOKEN_LIFETIME,
+        "scope": scope or "",
         "access_token": signing.sign(_session(), _kek(), claims, "at+jwt"),
     }
     if include_refresh_token and user is not None and "offline_access" in (scope or "").split():
@@ -314,12 +318,14 @@ def save_token(token: dict[str, Any], request: Any) -> None:
             jti=issue.jti, grant_id=grant_id, client_id=client.get_client_id(),
             subject=pairwise_sub(user.id, client.institution_id) if user else
             client.get_client_id(), scope=token["scope"], audience=issue.audience,
+            dpop_jkt=g.get("authz_dpop_jkt"),
             issued_at=now, expires_at=now + timedelta(seconds=ACCESS_TOKEN_LIFETIME)))
         if "refresh_token" in token:
             session.add(RefreshToken(
                 token_hash=token_hash(token["refresh_token"]), grant_id=grant_id,
                 client_id=client.get_client_id(), generation=issue.refresh_generation + 1,
-                scope=token["scope"], issued_at=now, expires_at=now + REFRESH_LIFETIME))
+                scope=token["scope"], dpop_jkt=g.get("authz_dpop_jkt"), issued_at=now,
+                expires_at=now + REFRESH_LIFETIME))
         session.flush()
         audit.record(session, audit.Event(
             type="oauth.token_issued", actor=f"client:{client.get_client_id()}",
@@ -454,6 +460,8 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             if grant is None or grant.revoked_at is not None or row.revoked_at is not None \
                     or row.expires_at <= now:
                 return None
+            if row.dpop_jkt is not None and row.dpop_jkt != g.get("authz_dpop_jkt"):
+                return None  # RFC 9449 §5: a bound refresh token needs a proof with its key
             consumed = session.execute(
                 update(RefreshToken).where(RefreshToken.token_hash == row.token_hash,
                                            RefreshToken.superseded_at.is_(None))

@@ -31,8 +31,13 @@ class TokenRejected(Exception):
 
 
 def userinfo(session: Session, token: str, *, issuer: str, keys: IdentityKeys,
-             trust_framework: str, now: datetime) -> dict[str, Any]:
+             trust_framework: str, now: datetime,
+             presented_jkt: str | None = None) -> dict[str, Any]:
+    """``presented_jkt``: the key of a verified DPoP proof, None for a Bearer presentation."""
     claims = verified_claims(session, token, issuer, now)
+    bound = claims.get("cnf", {}).get("jkt") if claims else None
+    if claims is None or bound != presented_jkt:
+        raise TokenRejected()  # RFC 9449 §7.2: a bound token only with a proof of its key
     row = live_token(session, claims, now) if claims else None
     audience = claims.get("aud") if claims else None
     if claims is None or row is None or row.grant_id is None or issuer not in (

@@ -67,7 +67,9 @@ def test_userinfo_refuses_bad_or_revoked_tokens(demo_app, logged_in, setup):
     client = demo_app.test_client()
     missing = client.get("/oauth/userinfo")
     assert missing.status_code == 401
-    assert missing.headers["WWW-Authenticate"] == "Bearer"  # RFC 6750 §3.1
+    challenge = missing.headers["WWW-Authenticate"]
+    assert challenge.startswith("Bearer")
+    assert "error=" not in challenge  # RFC 6750 §3.1: no error code without a token
     assert userinfo(client, "garbage").status_code == 401
     tokens = token(demo_app, logged_in, setup)
     client.post("/oauth/revoke", data={"token": tokens["refresh_token"],
