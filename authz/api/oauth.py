@@ -23,6 +23,7 @@ from authz.identity.crypto import IdentityKeys
 from authz.oauth import dpop
 from authz.oauth import inspection
 from authz.oauth import par
+from authz.oauth import rar
 from authz.oauth.server import auth_server
 from authz.oauth.server import check_resources
 from authz.registry.rules import SCOPES
@@ -66,6 +67,7 @@ def metadata() -> dict[str, Any]:
         "token_endpoint_auth_methods_supported": ["private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256"],
         "dpop_signing_alg_values_supported": ["ES256"],
+        "authorization_details_types_supported": ["health_record_access"],
         "code_challenge_methods_supported": ["S256"],
         "authorization_response_iss_parameter_supported": True,
         "acr_values_supported": ACR_VALUES,
@@ -163,6 +165,9 @@ def pushed_authorization_request() -> Any:
     try:
         auth_server.get_consent_grant(end_user=None)
         check_resources(params.getlist("resource"))
+        rar.parse(params.get("authorization_details"), institution=client.institution_id)
+    except rar.InvalidDetails as invalid:
+        return _oauth_error(400, "invalid_authorization_details", str(invalid))
     except OAuth2Error as error:
         return _oauth_error(400, error.error, error.description or error.error)
     finally:

@@ -75,7 +75,8 @@ def introspect(session: Session, token: str, *, resource: str, issuer: str, call
         return dict(INACTIVE)
     result = {"active": True, "token_type": "Bearer"}
     result.update({k: claims[k] for k in ("scope", "client_id", "sub", "aud", "iss", "exp",
-                                          "iat", "jti", "auth_time", "acr", "cnf")
+                                          "iat", "jti", "auth_time", "acr", "cnf",
+                                          "authorization_details")
                    if k in claims})
     return result
 

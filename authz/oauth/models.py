@@ -34,6 +34,9 @@ class Grant(Base):
                                                    nullable=True)
     scope: Mapped[str] = mapped_column(Text)
     resource: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # RFC 9396: the health_record_access details the patient approved (categories ticked)
+    authorization_details: Mapped[list[dict[str, Any]] | None] = mapped_column(
+        JSON, nullable=True)
     acr: Mapped[str | None] = mapped_column(String(64), nullable=True)
     amr: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     auth_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -249,6 +249,7 @@ class Issue:
     jti: str | None = None
     refresh_generation: int = 0
     granted_resources: list[str] = field(default_factory=list)
+    details: list[dict[str, Any]] | None = None
     audience: list[str] = field(default_factory=list)
 
 
@@ -286,6 +287,8 @@ def generate_token(grant_type: str, client: OAuthClient, user: Account | None = 
     }
     if user is not None and issue.auth.get("auth_time"):
         claims.update(auth_time=issue.auth["auth_time"], acr=issue.auth.get("acr"))
+    if issue.details:
+        claims["authorization_details"] = issue.details  # RFC 9396 §9.1
     jkt = g.get("authz_dpop_jkt")
     if jkt:
         claims["cnf"] = {"jkt": jkt}  # RFC 9449 §6.1: sender-constrained
@@ -294,6 +297,8 @@ def generate_token(grant_type: str, client: OAuthClient, user: Account | None = 
         "scope": scope or "",
         "access_token": signing.sign(_session(), _kek(), claims, "at+jwt"),
     }
+    if issue.details:
+        token["authorization_details"] = issue.details  # RFC 9396 §7
     if include_refresh_token and user is not None and "offline_access" in (scope or "").split():
         token["refresh_token"] = REFRESH_PREFIX + secrets.token_urlsafe(32)
     return token
@@ -432,6 +437,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             session.flush()
         issue = _current_issue()
         issue.grant_id, issue.granted_resources = grant.id, list(grant.resource or [])
+        issue.details = grant.authorization_details
         issue.auth = {"auth_time": int(grant.auth_time.timestamp()) if grant.auth_time else None,
                       "acr": grant.acr}
         return CodeRecord(row, grant)
@@ -475,6 +481,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
         issue = _current_issue()
         issue.grant_id, issue.refresh_generation = grant.id, row.generation
         issue.granted_resources = list(grant.resource or [])
+        issue.details = grant.authorization_details
         issue.auth = {"auth_time": int(grant.auth_time.timestamp()) if grant.auth_time else None,
                       "acr": grant.acr}
         return RefreshRecord(row, grant)

@@ -23,6 +23,9 @@ from werkzeug.datastructures import MultiDict
 
 from authz import audit
 from authz.api.context import request_id
+from authz.consent.vocabulary import CATEGORIES
+from authz.consent.vocabulary import PURPOSES
+from authz.consent.vocabulary import SENSITIVE
 from authz.database import utcnow
 from authz.database import write
 from authz.extensions import db
@@ -30,6 +33,7 @@ from authz.extensions import limiter
 from authz.identity.models import Account
 from authz.identity.models import LoginSession
 from authz.oauth import par
+from authz.oauth import rar
 from authz.oauth.models import Grant
 from authz.oauth.server import OAuthClient
 from authz.oauth.server import auth_server
@@ -106,6 +110,23 @@ def _needs_login(login: LoginSession | None) -> bool:
     return False
 
 
+class InvalidDetailsError(OAuth2Error):  # type: ignore[misc]
+    error = "invalid_authorization_details"  # RFC 9396 §5
+
+
+def _details_view(details: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each requested detail, item by item, in plain words (sensitive ones flagged, unticked)."""
+    shown = []
+    for index, detail in enumerate(details):
+        ticked = set(rar.preselected(detail))
+        shown.append({
+            "purpose": PURPOSES[detail["purpose"]],
+            "end": detail.get("period", {}).get("end"),
+            "items": [{"value": f"{index}:{c}", "label": CATEGORIES[c], "checked": c in ticked,
+                       "sensitive": c in SENSITIVE} for c in detail["categories"]]})
+    return shown
+
+
 def _view(client: OAuthClient, scope: str) -> dict[str, Any]:
     institution = db.session().get(Institution, client.institution_id)
     return {"client": client.row, "institution": institution,
@@ -139,12 +160,16 @@ def authorize() -> Any:
     scope = client.get_allowed_scope(grant.request.payload.scope or "")
     try:
         resources = check_resources(_params().getlist("resource"))
+        details = rar.parse(_params().get("authorization_details"),
+                            institution=client.institution_id)
     except OAuth2Error as error:
         error.redirect_uri = redirect_uri
         return _error(error)
+    except rar.InvalidDetails as invalid:
+        return _error(InvalidDetailsError(str(invalid), redirect_uri=redirect_uri))
     if request.method == "GET":
         return render_template("consent.html", action=request.full_path,
-                               **_view(client, scope))
+                               details=_details_view(details), **_view(client, scope))
     require_csrf()
     if login is None or account is None:
         return redirect(url_for("web.login", next=request.full_path))
@@ -162,15 +187,24 @@ def authorize() -> Any:
             if request.args.get("request_uri"):
                 par.retire(db_session, request.args["request_uri"], utcnow())
             return response
+        if "details_form" in request.form:  # a browser sends exactly the ticked boxes
+            chosen = set(request.form.getlist("detail"))
+        else:  # DESIGN 8: a bare approve approves what the page pre-selected
+            chosen = {f"{i}:{c}" for i, d in enumerate(details) for c in rar.preselected(d)}
+        granted = rar.approve(details, chosen)
         row = Grant(id=f"grt_{secrets.token_hex(8)}", client_id=client.get_client_id(),
-                    account_id=account.id, scope=scope, resource=resources, acr=login.acr,
+                    account_id=account.id, scope=scope, resource=resources,
+                    authorization_details=granted or None, acr=login.acr,
                     amr=list(login.amr), auth_time=login.auth_time,
                     login_session_id=login.id)
         db_session.add(row)
         db_session.flush()
         audit.record(db_session, audit.Event(
             type="oauth.consent", actor=f"patient:{account.id}", outcome="success",
-            detail={"grant": row.id, "scope": scope}, **event))
+            detail={"grant": row.id, "scope": scope,
+                    "authorization_details": [
+                        {"purpose": d["purpose"], "categories": d["categories"]}
+                        for d in granted]}, **event))
         grant.request.authz_grant_id = row.id
         grant.request.authz_scope = scope
         response = auth_server.create_authorization_response(grant=grant, grant_user=account)

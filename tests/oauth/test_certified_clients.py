@@ -127,12 +127,14 @@ class Live:
     def jwks(self) -> dict:
         return self.get_json("/jwks.json")
 
-    def verify(self, token: str, *, audience: str | None, jwks: dict | None = None) -> dict:
+    def verify(self, token: str, *, audience: str | None, jwks: dict | None = None,
+               expiry: bool = True) -> dict:
         """A JWT's claims after checking its ES256 signature with the published JWKS."""
         kid = jwt.get_unverified_header(token)["kid"]
         key = jwt.PyJWKSet.from_dict(jwks or self.jwks())[kid].key
         return jwt.decode(token, key, algorithms=["ES256"], issuer=self.issuer,
-                          audience=audience, options={"verify_aud": audience is not None})
+                          audience=audience, options={"verify_aud": audience is not None,
+                                                      "verify_exp": expiry})
 
     def post(self, path: str, data: dict[str, Any]) -> tuple[int, dict]:
         """A form POST without cookies, as a client's back channel sends it."""
@@ -269,11 +271,15 @@ class Browser:
     def authorize(self, url: str, *, decision: str = "approve", max_steps: int = 12) -> str:
         """Log in when asked, approve (or deny) the consent page; the redirect to the client."""
         page = self.open(url)
+        redirected: dict[str, int] = {}
         for _ in range(max_steps):
             if page.status in (301, 302, 303, 307, 308):
                 target = page.location
                 if not target.startswith(self.live.issuer + "/"):
                     return target  # the authorization response: captured, not followed
+                redirected[target] = redirected.get(target, 0) + 1
+                if redirected[target] > 2:  # once before the card login, once after it
+                    raise AssertionError(f"redirect loop between {page.url} and {target}")
                 page = self.open(target)
             elif page.status == 200 and "data-card-link" in page.text:
                 self.answer_card(page)
@@ -648,7 +654,18 @@ def test_a_missing_nonce_is_refused_with_an_error_redirect(live: Live, patient: 
     assert "code" not in query
 
 
-def test_max_age_zero_forces_a_new_card_login(live: Live) -> None:
+LOGIN_LOOP = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "server bug: with a login session, /oauth/authorize sends max_age=0 / prompt=login to "
+    "/login?next=..., which redirects straight back because a session exists: a redirect "
+    "loop (or, when the old login is from the same second, no new login at all)"))
+
+
+@pytest.mark.parametrize("asks", [
+    pytest.param({"max_age": "0"}, id="max_age=0", marks=LOGIN_LOOP),
+    pytest.param({"prompt": "login"}, id="prompt=login", marks=LOGIN_LOOP),
+])
+def test_max_age_zero_and_prompt_login_force_a_new_card_login(live: Live,
+                                                              asks: dict[str, str]) -> None:
     browser = Browser(live, card="taro")
     client_id = live.ids["conformance"]
     verifier, query, _url = python_code_flow(live, browser, client_id)
@@ -658,13 +675,46 @@ def test_max_age_zero_forces_a_new_card_login(live: Live) -> None:
     first_login = live.verify(first["id_token"], audience=client_id)["auth_time"]
 
     asked_at = int(time.time())
-    verifier, query, _url = python_code_flow(live, browser, client_id, max_age="0")
-    assert browser.card_logins == 2  # OIDC Core 3.1.2.1: max_age=0 is prompt=login
+    verifier, query, _url = python_code_flow(live, browser, client_id, **asks)
+    assert browser.card_logins == 2  # OIDC Core 3.1.2.1: max_age=0 acts as prompt=login
     status, second = live.exchange(client_id, query["code"][0], verifier)
     assert status == 200, second
     auth_time = live.verify(second["id_token"], audience=client_id)["auth_time"]
     assert auth_time >= first_login
     assert auth_time >= asked_at - 1  # the new login, not the old one (1 s: clock rounding)
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "server bug: RefreshGrant.authenticate_refresh_token supersedes the refresh token before "
+    "the scope is validated, so a refused refresh (invalid_scope) burns the token"))
+def test_a_refused_refresh_leaves_the_refresh_token_usable(live: Live,
+                                                           patient: Browser) -> None:
+    client_id = live.ids["conformance"]
+    verifier, query, _url = python_code_flow(live, patient, client_id,
+                                             scope="openid offline_access")
+    status, tokens = live.exchange(client_id, query["code"][0], verifier)
+    assert status == 200, tokens
+    status, wider = live.post("/oauth/token", {
+        "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
+        "client_id": client_id, "scope": "openid offline_access consents"})
+    assert (status, wider["error"]) == (400, "invalid_scope")  # RFC 6749 §6
+    status, plain = live.refresh(client_id, tokens["refresh_token"])
+    assert status == 200, plain
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "spec deviation: a request object is ignored although discovery says "
+    "request_parameter_supported=false (OIDC Core 6.1: MUST return request_not_supported)"))
+def test_an_unsupported_request_object_is_refused(live: Live, patient: Browser) -> None:
+    _verifier, challenge = pkce()
+    unsigned = ".".join(b64(json.dumps(part).encode()) for part in (
+        {"alg": "none"}, {"redirect_uri": "https://evil.example/cb", "max_age": 0}))
+    callback = patient.authorize(authorize_url(live, live.ids["conformance"], challenge,
+                                               state="st-request", request=unsigned + "."))
+    query = query_of(callback)
+    assert "code" not in query, "a request object was ignored and a code issued"
+    assert query["error"][0] in ("request_not_supported", "invalid_request_object")
+    assert query["state"] == ["st-request"]
 
 
 def test_refresh_token_reuse_revokes_the_family(live: Live, patient: Browser) -> None:
@@ -715,9 +765,11 @@ def test_key_rotation_signs_with_the_new_published_key_and_old_tokens_still_veri
         assert jwt.get_unverified_header(new["id_token"])["kid"] == rotated["active"]
         assert jwt.get_unverified_header(new["access_token"])["kid"] == rotated["active"]
         assert second.verify(new["id_token"], audience=client_id, jwks=jwks)
-        # tokens signed before the rotation still verify with the published JWKS
-        assert second.verify(old["id_token"], audience=client_id, jwks=jwks)["sub"]
-        assert second.verify(old["access_token"], audience=second.issuer, jwks=jwks)["sub"]
+        # tokens signed before the rotation still verify with the published JWKS (their
+        # expiry is not the point here: a slow machine may take minutes to get this far)
+        assert second.verify(old["id_token"], audience=client_id, jwks=jwks, expiry=False)
+        assert second.verify(old["access_token"], audience=second.issuer, jwks=jwks,
+                             expiry=False)
         status, refreshed = second.refresh(client_id, old["refresh_token"])
         assert status == 200, refreshed
         assert jwt.get_unverified_header(refreshed["access_token"])["kid"] == rotated["active"]

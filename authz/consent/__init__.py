@@ -1,0 +1,1 @@
+"""Consent: the vocabulary now; records and their lifecycle with the consent capability."""
