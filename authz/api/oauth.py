@@ -151,6 +151,8 @@ def pushed_authorization_request() -> Any:
     form = request.form
     if "request_uri" in form:
         return _oauth_error(400, "invalid_request", "request_uri is not allowed here")
+    if "request" in form:
+        return _oauth_error(400, "request_not_supported", "request objects are not supported")
     if form.get("client_id", client.get_client_id()) != client.get_client_id():
         return _oauth_error(400, "invalid_request", "client_id does not match the client")
     repeated = [k for k in form if len(form.getlist(k)) > 1 and k != "resource"]

@@ -468,6 +468,10 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
                 return None
             if row.dpop_jkt is not None and row.dpop_jkt != g.get("authz_dpop_jkt"):
                 return None  # RFC 9449 §5: a bound refresh token needs a proof with its key
+            requested = set((self.request.payload.scope or "").split())
+            if not requested <= set(row.scope.split()):
+                # Authlib refuses it with invalid_scope next; a refused refresh burns nothing.
+                return RefreshRecord(row, grant)
             consumed = session.execute(
                 update(RefreshToken).where(RefreshToken.token_hash == row.token_hash,
                                            RefreshToken.superseded_at.is_(None))

@@ -100,7 +100,7 @@ def _needs_login(login: LoginSession | None) -> bool:
         return True
     prompts = _params().get("prompt", "").split()
     started = session.get("authn_requested_at")
-    fresh = isinstance(started, (int, float)) and login.auth_time.timestamp() >= started
+    fresh = isinstance(started, (int, float)) and login.auth_time.timestamp() > started
     if "login" in prompts and not fresh:
         return True
     max_age = _params().get("max_age")
@@ -108,6 +108,10 @@ def _needs_login(login: LoginSession | None) -> bool:
         if utcnow() - login.auth_time > timedelta(seconds=int(max_age)) and not fresh:
             return True
     return False
+
+
+class RequestNotSupportedError(OAuth2Error):  # type: ignore[misc]
+    error = "request_not_supported"
 
 
 class InvalidDetailsError(OAuth2Error):  # type: ignore[misc]
@@ -148,14 +152,19 @@ def authorize() -> Any:
     except OAuth2Error as error:
         return _error(error)
     redirect_uri = grant.request.payload.redirect_uri or grant.client.get_default_redirect_uri()
+    if "request" in _params():
+        # OIDC Core §6.1: request objects are not supported (discovery says so).
+        return _error(RequestNotSupportedError(redirect_uri=redirect_uri))
     if "none" in _params().get("prompt", "").split():
         # OIDC Core §3.1.2.1: no user interface at all; consent is always asked here.
         if _needs_login(login):
             return _error(LoginRequiredError(redirect_uri=redirect_uri))
         return _error(ConsentRequiredError(redirect_uri=redirect_uri))
     if request.method == "GET" and _needs_login(login):
-        session["authn_requested_at"] = int(utcnow().timestamp())
-        return redirect(url_for("web.login", next=request.full_path))
+        session["authn_requested_at"] = utcnow().timestamp()
+        # fresh=1: a session exists but this request wants a new card login (prompt, max_age)
+        return redirect(url_for("web.login", next=request.full_path,
+                                fresh="1" if login is not None else None))
     client: OAuthClient = grant.client
     scope = client.get_allowed_scope(grant.request.payload.scope or "")
     try:

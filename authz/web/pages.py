@@ -51,10 +51,14 @@ def _finish(txn_id: str, target: str) -> Response:
     token, _row = logins.start(db.session(), account_id=txn.account_id, acr=txn.acr,
                                amr=list(txn.amr or []), auth_time=txn.auth_time,
                                user_agent=request.user_agent.string, request_id=request_id())
-    # A new cookie content at login: a session planted before login carries no login.
+    # A new cookie content at login: a session planted before login carries no login. Only the
+    # moment an authorization asked for a fresh login survives, so it can see this is one.
+    asked = session.get("authn_requested_at")
     session.clear()
     browser.browser_id()
     session["login"] = token
+    if isinstance(asked, (int, float)):
+        session["authn_requested_at"] = asked
     return redirect(target)  # type: ignore[return-value]
 
 
@@ -64,7 +68,8 @@ def login() -> Response | str:
     """Show a card transaction; once the card answered, loading this page again logs in."""
     target = safe_next(request.args.get("next"))
     purpose = "proofing" if request.args.get("purpose") == "proofing" else "login"
-    if purpose == "login" and current_login() is not None:
+    fresh = request.args.get("fresh") == "1"  # an authorization asked for a new card login
+    if purpose == "login" and not fresh and current_login() is not None:
         return redirect(target)  # type: ignore[return-value]
     issuer = current_app.config["AUTHZ_ISSUER"]
     pending = session.get("card_txn")

@@ -15,7 +15,9 @@ institutions and keys are registered with the real CLI. Three kinds of client dr
    URI, missing nonce, refresh token reuse with the grace window patched to zero); here they run
    over real HTTP with the real grace window, together with the ones that exist nowhere else:
    path and scheme case, another loopback port, ``localhost`` for ``127.0.0.1``, redirect URI /
-   verifier / client mismatches at the token endpoint, ``max_age=0`` and key rotation.
+   verifier / client mismatches at the token endpoint and key rotation, ``max_age=0`` and
+   ``prompt=login`` forcing a new card login, a refused refresh leaving its token usable, and a
+   request object refused with ``request_not_supported``.
 
 Python plays the patient's browser: a cookie jar that never follows a redirect by itself, the
 card login answered with ``authz card respond`` and the demo card, the consent form approved
@@ -44,6 +46,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from dataclasses import field
+from html.parser import HTMLParser
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +72,6 @@ PIN, PASSWORD = "1234", "DEMO2026"  # the demo cards' (authz/demo.py)
 HTTP_TIMEOUT = 15
 CLI_TIMEOUT = 90
 DRIVER_TIMEOUT = 60
-BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 
 
 def b64(raw: bytes) -> str:
@@ -204,13 +206,52 @@ def register(live: Live, folder: Path) -> None:
 
 @pytest.fixture(scope="module")
 def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """The server the certified clients talk to."""
     folder = tmp_path_factory.mktemp("certified")
     with live_server(folder / "instance") as server:
         register(server, folder)
         yield server
 
 
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    """A second server for the negative cases, so that no test nears the per-address rate
+    limits (60 authorization requests and 20 login pages a minute for each worker)."""
+    folder = tmp_path_factory.mktemp("conformance")
+    with live_server(folder / "instance") as server:
+        register(server, folder)
+        yield server
+
+
 # -- the patient's browser ------------------------------------------------------------------------
+
+class ConsentForm(HTMLParser):
+    """What a browser submits from the page's POST form: its action, hidden fields and the
+    boxes that are ticked (the page pre-selects what the patient approves by default)."""
+
+    def __init__(self, page: str) -> None:
+        super().__init__()
+        self.action: str | None = None
+        self.fields: list[tuple[str, str]] = []
+        self._inside = False
+        self.feed(page)
+        self.close()
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {name: value or "" for name, value in attrs}
+        if tag == "form" and found.get("method", "").lower() == "post" and self.action is None:
+            self.action, self._inside = found.get("action", ""), True
+        elif tag == "input" and self._inside and found.get("name"):
+            kind = found.get("type", "text").lower()
+            if kind in ("checkbox", "radio") and "checked" not in found:
+                return
+            if kind not in ("submit", "button", "image", "file"):
+                self.fields.append((found["name"], found.get("value", "on")))
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "form":
+            self._inside = False
+
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *_args: Any, **_kwargs: Any) -> None:
@@ -238,7 +279,7 @@ class Browser:
             urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()), _NoRedirect())
         self.card_logins = 0
 
-    def open(self, url: str, form: dict[str, str] | None = None,
+    def open(self, url: str, form: list[tuple[str, str]] | None = None,
              headers: dict[str, str] | None = None) -> Page:
         assert url.startswith(self.live.issuer + "/"), f"the browser left the issuer: {url}"
         data = urllib.parse.urlencode(form).encode() if form is not None else None
@@ -285,12 +326,10 @@ class Browser:
                 self.answer_card(page)
                 page = self.open(page.url)  # loading /login again continues the flow
             elif page.status == 200 and 'name="decision"' in page.text:
-                csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
-                action = re.search(r'<form method="post" action="([^"]+)"', page.text)
-                assert csrf and action, page.text[:500]
-                page = self.open(urllib.parse.urljoin(page.url, html.unescape(action.group(1))),
-                                 form={"csrf": html.unescape(csrf.group(1)),
-                                       "decision": decision},
+                form = ConsentForm(page.text)
+                assert form.action and "csrf" in dict(form.fields), page.text[:500]
+                page = self.open(urllib.parse.urljoin(page.url, form.action),
+                                 form=[*form.fields, ("decision", decision)],
                                  headers={"Origin": self.live.issuer})
             else:
                 raise AssertionError(f"{page.status} at {page.url}: {page.text[:500]}")
@@ -301,6 +340,13 @@ class Browser:
 def patient(live: Live) -> Browser:
     """A browser with a card login, shared by the tests that only need a consenting patient."""
     browser = Browser(live)
+    browser.login()
+    return browser
+
+
+@pytest.fixture(scope="module")
+def suite_patient(suite: Live) -> Browser:
+    browser = Browser(suite)
     browser.login()
     return browser
 
@@ -428,7 +474,7 @@ def features(metadata: dict) -> dict[str, bool]:
             "dpop": "dpop_signing_alg_values_supported" in metadata}
 
 
-def test_openid_client_code_flow_refresh_and_revocation(live: Live, node: Driver) -> None:
+def test_openid_client_code_flow_refresh_and_revocation(node: Driver, live: Live) -> None:
     found = node("discover", name="app", issuer=live.issuer, client_id=live.ids["app"],
                  auth="none", dpop=True)
     metadata = found["metadata"]
@@ -446,7 +492,14 @@ def test_openid_client_code_flow_refresh_and_revocation(live: Live, node: Driver
     assert query_of(callback)["iss"] == [live.issuer]
 
     # openid-client checks iss (RFC 9207), state, PKCE, nonce, the ID token's claims and, with
-    # enableNonRepudiationChecks, its ES256 signature against the JWKS.
+    # enableNonRepudiationChecks, its ES256 signature against the JWKS. First a mix-up: the
+    # same response claiming another issuer is refused before any token request is made.
+    mixed_up = callback.replace(urllib.parse.quote(live.issuer, safe=""),
+                                urllib.parse.quote("https://as.example", safe=""))
+    assert mixed_up != callback
+    refused = node.call("callback", config="app", flow="login", url=mixed_up)
+    assert not refused["ok"]
+    assert '"iss"' in refused["error"]["cause"]["message"], refused
     granted = node("callback", config="app", flow="login", url=callback)
     tokens, claims = granted["tokens"], granted["claims"]
     assert claims["iss"] == live.issuer
@@ -487,6 +540,12 @@ def test_openid_client_code_flow_refresh_and_revocation(live: Live, node: Driver
         stolen = node.call("refresh", config="app-without-dpop",
                            refresh_token=refreshed["refresh_token"])
         assert not stolen["ok"], stolen
+        if has["userinfo"]:
+            # RFC 9449 §7.1: a DPoP-bound access token is refused as a plain bearer token
+            bearer = node.call("userinfo", config="app-without-dpop",
+                               access_token=refreshed["access_token"], subject=claims["sub"])
+            assert not bearer["ok"]
+            assert bearer["error"]["status"] == 401, bearer
 
     node("revoke", config="app", token=refreshed["refresh_token"],
          parameters={"token_type_hint": "refresh_token"})
@@ -496,7 +555,7 @@ def test_openid_client_code_flow_refresh_and_revocation(live: Live, node: Driver
 
 
 def test_openid_client_private_key_jwt_client_credentials_and_introspection(
-        live: Live, node: Driver, patient: Browser) -> None:
+        node: Driver, live: Live, patient: Browser) -> None:
     system = node("discover", name="system", issuer=live.issuer, client_id=live.ids["system"],
                   auth="private_key_jwt",
                   jwk=ec_jwk(live.keys["system"], "sys-1", private=True))
@@ -587,15 +646,15 @@ def test_authlib_client_code_flow_with_pkce_and_refresh(live: Live, patient: Bro
 
 # -- OpenID conformance suite: negative cases -----------------------------------------------------
 
-def test_a_replayed_code_is_refused_and_revokes_what_it_issued(live: Live,
-                                                               patient: Browser) -> None:
-    client_id = live.ids["conformance"]
-    verifier, query, _url = python_code_flow(live, patient, client_id)
-    status, tokens = live.exchange(client_id, query["code"][0], verifier)
+def test_a_replayed_code_is_refused_and_revokes_what_it_issued(suite: Live,
+                                                               suite_patient: Browser) -> None:
+    client_id = suite.ids["conformance"]
+    verifier, query, _url = python_code_flow(suite, suite_patient, client_id)
+    status, tokens = suite.exchange(client_id, query["code"][0], verifier)
     assert status == 200, tokens
-    status, again = live.exchange(client_id, query["code"][0], verifier)
+    status, again = suite.exchange(client_id, query["code"][0], verifier)
     assert (status, again["error"]) == (400, "invalid_grant")
-    status, refreshed = live.refresh(client_id, tokens["refresh_token"])
+    status, refreshed = suite.refresh(client_id, tokens["refresh_token"])
     assert (status, refreshed["error"]) == (400, "invalid_grant")  # RFC 9700 §4.5.3
 
 
@@ -610,10 +669,10 @@ def test_a_replayed_code_is_refused_and_revokes_what_it_issued(live: Live,
     pytest.param("https://127.0.0.1:9/cb", id="https for http"),
 ])
 def test_the_redirect_uri_must_match_exactly_and_is_never_redirected_to(
-        live: Live, patient: Browser, redirect_uri: str) -> None:
+        suite: Live, suite_patient: Browser, redirect_uri: str) -> None:
     _verifier, challenge = pkce()
-    page = patient.open(authorize_url(live, live.ids["conformance"], challenge,
-                                      redirect_uri=redirect_uri))
+    page = suite_patient.open(authorize_url(suite, suite.ids["conformance"], challenge,
+                                            redirect_uri=redirect_uri))
     assert page.status == 400, (page.status, page.headers.get("Location"))
     assert "Location" not in page.headers
     assert "code=" not in page.text
@@ -626,112 +685,117 @@ def test_the_redirect_uri_must_match_exactly_and_is_never_redirected_to(
     pytest.param({"code_verifier": None}, id="no verifier"),
     pytest.param({"client_id": "authlib"}, id="another client"),
 ])
-def test_the_token_request_must_match_the_authorization(live: Live, patient: Browser,
+def test_the_token_request_must_match_the_authorization(suite: Live, suite_patient: Browser,
                                                         change: dict[str, str | None]) -> None:
-    client_id = live.ids["conformance"]
-    verifier, query, _url = python_code_flow(live, patient, client_id)
+    client_id = suite.ids["conformance"]
+    verifier, query, _url = python_code_flow(suite, suite_patient, client_id)
     data = {"grant_type": "authorization_code", "code": query["code"][0],
             "redirect_uri": REDIRECT, "client_id": client_id, "code_verifier": verifier}
     for name, value in change.items():
         if value is None:
             data.pop(name)
         else:
-            data[name] = live.ids.get(value, value)
-    status, body = live.post("/oauth/token", data)
+            data[name] = suite.ids.get(value, value)
+    status, body = suite.post("/oauth/token", data)
     assert status == 400, body
     assert body["error"] in ("invalid_grant", "invalid_request"), body
     assert "access_token" not in body
 
 
-def test_a_missing_nonce_is_refused_with_an_error_redirect(live: Live, patient: Browser) -> None:
+def test_a_missing_nonce_is_refused_with_an_error_redirect(suite: Live,
+                                                           suite_patient: Browser) -> None:
     _verifier, challenge = pkce()
-    callback = patient.authorize(authorize_url(live, live.ids["conformance"], challenge,
-                                               state="st-nonce", nonce=None))
+    callback = suite_patient.authorize(authorize_url(suite, suite.ids["conformance"], challenge,
+                                                     state="st-nonce", nonce=None))
     query = query_of(callback)
     assert query["error"] == ["invalid_request"]
     assert query["state"] == ["st-nonce"]
-    assert query["iss"] == [live.issuer]
+    assert query["iss"] == [suite.issuer]
     assert "code" not in query
 
 
-LOGIN_LOOP = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "server bug: with a login session, /oauth/authorize sends max_age=0 / prompt=login to "
-    "/login?next=..., which redirects straight back because a session exists: a redirect "
-    "loop (or, when the old login is from the same second, no new login at all)"))
-
-
 @pytest.mark.parametrize("asks", [
-    pytest.param({"max_age": "0"}, id="max_age=0", marks=LOGIN_LOOP),
-    pytest.param({"prompt": "login"}, id="prompt=login", marks=LOGIN_LOOP),
+    pytest.param({"max_age": "0"}, id="max_age=0"),
+    pytest.param({"prompt": "login"}, id="prompt=login"),
 ])
-def test_max_age_zero_and_prompt_login_force_a_new_card_login(live: Live,
+def test_max_age_zero_and_prompt_login_force_a_new_card_login(suite: Live,
                                                               asks: dict[str, str]) -> None:
-    browser = Browser(live, card="taro")
-    client_id = live.ids["conformance"]
-    verifier, query, _url = python_code_flow(live, browser, client_id)
+    browser = Browser(suite, card="taro")
+    client_id = suite.ids["conformance"]
+    verifier, query, _url = python_code_flow(suite, browser, client_id)
     assert browser.card_logins == 1
-    status, first = live.exchange(client_id, query["code"][0], verifier)
+    status, first = suite.exchange(client_id, query["code"][0], verifier)
     assert status == 200, first
-    first_login = live.verify(first["id_token"], audience=client_id)["auth_time"]
+    first_login = suite.verify(first["id_token"], audience=client_id)["auth_time"]
 
     asked_at = int(time.time())
-    verifier, query, _url = python_code_flow(live, browser, client_id, **asks)
+    verifier, query, _url = python_code_flow(suite, browser, client_id, **asks)
     assert browser.card_logins == 2  # OIDC Core 3.1.2.1: max_age=0 acts as prompt=login
-    status, second = live.exchange(client_id, query["code"][0], verifier)
+    status, second = suite.exchange(client_id, query["code"][0], verifier)
     assert status == 200, second
-    auth_time = live.verify(second["id_token"], audience=client_id)["auth_time"]
+    auth_time = suite.verify(second["id_token"], audience=client_id)["auth_time"]
     assert auth_time >= first_login
     assert auth_time >= asked_at - 1  # the new login, not the old one (1 s: clock rounding)
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "server bug: RefreshGrant.authenticate_refresh_token supersedes the refresh token before "
-    "the scope is validated, so a refused refresh (invalid_scope) burns the token"))
-def test_a_refused_refresh_leaves_the_refresh_token_usable(live: Live,
-                                                           patient: Browser) -> None:
-    client_id = live.ids["conformance"]
-    verifier, query, _url = python_code_flow(live, patient, client_id,
-                                             scope="openid offline_access")
-    status, tokens = live.exchange(client_id, query["code"][0], verifier)
+BURNS_ON_TARGET = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
+    "server bug: the refresh token is superseded in authenticate_refresh_token before "
+    "generate_token checks the resource, so a refresh refused with invalid_target burns it"))
+
+
+@pytest.mark.parametrize(("granted", "asked", "error"), [
+    pytest.param(None, {"scope": "openid offline_access consents"}, "invalid_scope",
+                 id="wider scope"),
+    pytest.param(RECORDS, {"resource": "issuer"}, "invalid_target",
+                 id="resource outside the grant", marks=BURNS_ON_TARGET),
+    pytest.param(None, {"resource": "https://unknown.example/"}, "invalid_target",
+                 id="unknown resource", marks=BURNS_ON_TARGET),
+])
+def test_a_refused_refresh_leaves_the_refresh_token_usable(
+        suite: Live, suite_patient: Browser, granted: str | None, asked: dict[str, str],
+        error: str) -> None:
+    client_id = suite.ids["conformance"]
+    verifier, query, _url = python_code_flow(suite, suite_patient, client_id,
+                                             scope="openid offline_access", resource=granted)
+    extra = {"resource": granted} if granted else {}
+    status, tokens = suite.exchange(client_id, query["code"][0], verifier, **extra)
     assert status == 200, tokens
-    status, wider = live.post("/oauth/token", {
+    asked = {k: suite.issuer if v == "issuer" else v for k, v in asked.items()}
+    status, refused = suite.post("/oauth/token", {
         "grant_type": "refresh_token", "refresh_token": tokens["refresh_token"],
-        "client_id": client_id, "scope": "openid offline_access consents"})
-    assert (status, wider["error"]) == (400, "invalid_scope")  # RFC 6749 §6
-    status, plain = live.refresh(client_id, tokens["refresh_token"])
+        "client_id": client_id, **asked})
+    assert (status, refused["error"]) == (400, error)  # RFC 6749 §6, RFC 8707 §2
+    status, plain = suite.refresh(client_id, tokens["refresh_token"])
     assert status == 200, plain
 
 
-@pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "spec deviation: a request object is ignored although discovery says "
-    "request_parameter_supported=false (OIDC Core 6.1: MUST return request_not_supported)"))
-def test_an_unsupported_request_object_is_refused(live: Live, patient: Browser) -> None:
+def test_an_unsupported_request_object_is_refused(suite: Live, suite_patient: Browser) -> None:
     _verifier, challenge = pkce()
     unsigned = ".".join(b64(json.dumps(part).encode()) for part in (
         {"alg": "none"}, {"redirect_uri": "https://evil.example/cb", "max_age": 0}))
-    callback = patient.authorize(authorize_url(live, live.ids["conformance"], challenge,
-                                               state="st-request", request=unsigned + "."))
+    callback = suite_patient.authorize(authorize_url(suite, suite.ids["conformance"], challenge,
+                                                     state="st-request", request=unsigned + "."))
     query = query_of(callback)
     assert "code" not in query, "a request object was ignored and a code issued"
     assert query["error"][0] in ("request_not_supported", "invalid_request_object")
     assert query["state"] == ["st-request"]
 
 
-def test_refresh_token_reuse_revokes_the_family(live: Live, patient: Browser) -> None:
-    client_id = live.ids["conformance"]
-    verifier, query, _url = python_code_flow(live, patient, client_id)
-    status, tokens = live.exchange(client_id, query["code"][0], verifier)
+def test_refresh_token_reuse_revokes_the_family(suite: Live, suite_patient: Browser) -> None:
+    client_id = suite.ids["conformance"]
+    verifier, query, _url = python_code_flow(suite, suite_patient, client_id)
+    status, tokens = suite.exchange(client_id, query["code"][0], verifier)
     assert status == 200, tokens
-    status, rotated = live.refresh(client_id, tokens["refresh_token"])
+    status, rotated = suite.refresh(client_id, tokens["refresh_token"])
     assert status == 200, rotated
-    status, reused = live.refresh(client_id, tokens["refresh_token"])
+    status, reused = suite.refresh(client_id, tokens["refresh_token"])
     assert (status, reused["error"]) == (400, "invalid_grant")
     # A reuse inside the grace window is refused without harm (a concurrent refresh); one past
     # it revokes the whole family. Waiting past it makes the outcome independent of timing.
     time.sleep(REFRESH_GRACE.total_seconds() + 1)
-    status, reused = live.refresh(client_id, tokens["refresh_token"])
+    status, reused = suite.refresh(client_id, tokens["refresh_token"])
     assert (status, reused["error"]) == (400, "invalid_grant")
-    status, after = live.refresh(client_id, rotated["refresh_token"])
+    status, after = suite.refresh(client_id, rotated["refresh_token"])
     assert (status, after["error"]) == (400, "invalid_grant")
 
 
@@ -756,7 +820,7 @@ def test_key_rotation_signs_with_the_new_published_key_and_old_tokens_still_veri
     # Each worker caches the active key for up to 30 s (docs/decisions.md); a restart on the same
     # instance and port takes the place of that wait. The browser keeps its login session.
     with live_server(instance, port) as second:
-        second.ids = first.ids
+        second.ids, browser.live = first.ids, second
         verifier, query, _url = python_code_flow(second, browser, client_id)
         assert browser.card_logins == 1
         status, new = second.exchange(client_id, query["code"][0], verifier)

@@ -157,12 +157,23 @@ function describe(error) {
     name: error?.name, message: error?.message, code: error?.code,
     error: error?.error, error_description: error?.error_description, status: error?.status,
   };
-  if (error?.cause !== undefined) {
-    described.cause = error.cause instanceof Error
-      ? { name: error.cause.name, message: error.cause.message, code: error.cause.code }
-      : error.cause;
+  const { cause } = error ?? {};
+  if (cause instanceof Error) {
+    described.cause = { name: cause.name, message: cause.message, code: cause.code };
+  } else if (cause instanceof URLSearchParams) {
+    described.cause = Object.fromEntries(cause); // an authorization response's parameters
+  } else if (cause !== undefined) {
+    described.cause = cause;
   }
   return described;
+}
+
+function serialise(answer) {
+  try {
+    return JSON.stringify(answer);
+  } catch (failure) { // e.g. a circular cause: keep the answer, drop the detail
+    return JSON.stringify({ id: answer.id, ok: false, error: { message: String(failure) } });
+  }
 }
 
 const lines = readline.createInterface({ input: process.stdin, crlfDelay: Infinity });
@@ -178,5 +189,5 @@ for await (const line of lines) {
   } catch (error) {
     answer = { id: cmd.id, ok: false, error: describe(error) };
   }
-  process.stdout.write(`${JSON.stringify(answer)}\n`);
+  process.stdout.write(`${serialise(answer)}\n`);
 }
