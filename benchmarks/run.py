@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 BENCHMARKS: dict[str, str | None] = {
     "server": "benchmarks.server",
     "jpki": "benchmarks.jpki",
-    "tokens": None,
+    "tokens": "benchmarks.tokens",
     "decisions": None,
     "audit": "benchmarks.audit",
 }
