@@ -95,9 +95,11 @@ def reset_postgres(url: str) -> None:
 @pytest.fixture
 def database_url(_template: Path | None, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database for this test."""
+    from authz.oauth import inspection
     from authz.oauth import signing
 
-    signing.forget()  # the signing-key cache must not outlive the keys of the last test
+    signing.forget()  # key caches must not outlive the keys of the last test
+    inspection.forget_keys()
     if PG_URL:
         reset_postgres(PG_URL)
         yield PG_URL

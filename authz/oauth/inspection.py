@@ -7,12 +7,15 @@ Both re-check the grant behind a token on every call, so a revoked grant is inac
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 from datetime import datetime
 from typing import Any
 
 from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from authz import audit
@@ -28,14 +31,38 @@ MAX_TOKEN = 8192
 INACTIVE: dict[str, Any] = {"active": False}
 
 
+JWKS_SECONDS = 30.0
+_jwks_lock = threading.Lock()
+_jwks_cache: dict[str, tuple[float, KeySet]] = {}
+
+
+def _published(session: Session) -> KeySet:
+    """The published keys, cached briefly per database: a key signs only after being published."""
+    bind = session.get_bind()
+    engine = bind if isinstance(bind, Engine) else bind.engine
+    owner = engine.url.render_as_string(hide_password=True)
+    with _jwks_lock:
+        cached = _jwks_cache.get(owner)
+        if cached is not None and time.monotonic() < cached[0]:
+            return cached[1]
+    keyset = KeySet.import_key_set(keys.jwks(session))  # type: ignore[arg-type]
+    with _jwks_lock:
+        _jwks_cache[owner] = (time.monotonic() + JWKS_SECONDS, keyset)
+    return keyset
+
+
+def forget_keys() -> None:
+    with _jwks_lock:
+        _jwks_cache.clear()
+
+
 def verified_claims(session: Session, token: str, issuer: str,
                     now: datetime) -> dict[str, Any] | None:
     """Claims of an access token we signed (ES256, ``at+jwt``, published key), else None."""
     if not token or len(token) > MAX_TOKEN or token.count(".") != 2:
         return None
     try:
-        keyset = KeySet.import_key_set(keys.jwks(session))  # type: ignore[arg-type]
-        decoded = jwt.decode(token, keyset, algorithms=["ES256"])
+        decoded = jwt.decode(token, _published(session), algorithms=["ES256"])
     except (JoseError, ValueError, TypeError):
         return None
     if decoded.header.get("typ") != "at+jwt":

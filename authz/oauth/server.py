@@ -107,11 +107,30 @@ def _issuer() -> str:
 
 # -- clients ------------------------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class ClientView:
+    """A snapshot of a client row: commits in the request must not reload it (or change it)."""
+
+    client_id: str
+    institution_id: str
+    name: str
+    auth_method: str
+    redirect_uris: tuple[str, ...]
+    scopes: tuple[str, ...]
+    jwks: dict[str, Any] | None
+    resource_uri: str | None
+
+    @classmethod
+    def of(cls, row: Client) -> ClientView:
+        return cls(row.client_id, row.institution_id, row.name, row.auth_method,
+                   tuple(row.redirect_uris), tuple(row.scopes), row.jwks, row.resource_uri)
+
+
 class OAuthClient(ClientMixin):  # type: ignore[misc]
     """A registered client as Authlib sees it; every check is exact and fails closed."""
 
     def __init__(self, row: Client) -> None:
-        self.row = row
+        self.row = ClientView.of(row)
         self.institution_id = row.institution_id
 
     def get_client_id(self) -> str:
@@ -469,8 +488,16 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
             if row.dpop_jkt is not None and row.dpop_jkt != g.get("authz_dpop_jkt"):
                 return None  # RFC 9449 §5: a bound refresh token needs a proof with its key
             requested = set((self.request.payload.scope or "").split())
-            if not requested <= set(row.scope.split()):
-                # Authlib refuses it with invalid_scope next; a refused refresh burns nothing.
+            try:
+                audiences(flask_request.form.getlist("resource"), list(grant.resource or []))
+                widened = not requested <= set(row.scope.split())
+            except InvalidTargetError:
+                widened = True
+            if widened:
+                # Refused next (invalid_scope by Authlib, invalid_target when the token is
+                # generated); a refused refresh must not burn the token, so nothing is consumed.
+                issue = _current_issue()
+                issue.granted_resources = list(grant.resource or [])
                 return RefreshRecord(row, grant)
             consumed = session.execute(
                 update(RefreshToken).where(RefreshToken.token_hash == row.token_hash,

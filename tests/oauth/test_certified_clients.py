@@ -54,6 +54,7 @@ import jwt
 import pytest
 import requests
 from authlib.integrations.requests_client import OAuth2Session
+from authlib.oauth2.rfc6749.errors import MismatchingStateException
 from cryptography.hazmat.primitives.asymmetric import ec
 from test_serve import AUTHZ
 from test_serve import serving
@@ -468,7 +469,7 @@ def node(openid_client: str, tmp_path: Path) -> Iterator[Driver]:
 
 
 def features(metadata: dict) -> dict[str, bool]:
-    """What the lead is adding: each flow below starts running once discovery announces it."""
+    """Optional features: each of their checks below runs when discovery announces it."""
     return {"userinfo": "userinfo_endpoint" in metadata,
             "par": "pushed_authorization_request_endpoint" in metadata,
             "dpop": "dpop_signing_alg_values_supported" in metadata}
@@ -607,7 +608,7 @@ def test_authlib_client_code_flow_with_pkce_and_refresh(live: Live, patient: Bro
     client_id = live.ids["authlib"]
     with requests.Session() as http, OAuth2Session(
             client_id, scope=APP_SCOPE, redirect_uri=REDIRECT, code_challenge_method="S256",
-            token_endpoint_auth_method="none") as session:  # noqa: S106 - a method name
+            token_endpoint_auth_method="none") as session:
         metadata = http.get(f"{live.issuer}/.well-known/openid-configuration",
                             timeout=HTTP_TIMEOUT).json()
         verifier = secrets.token_urlsafe(48)
@@ -618,9 +619,11 @@ def test_authlib_client_code_flow_with_pkce_and_refresh(live: Live, patient: Bro
         callback = patient.authorize(url)
         # Authlib's client does not check RFC 9207's iss itself: the relying party does
         assert query_of(callback)["iss"] == [metadata["issuer"]]
+        with pytest.raises(MismatchingStateException):  # checked before any token request
+            session.fetch_token(metadata["token_endpoint"], authorization_response=callback,
+                                state="another", code_verifier=verifier, timeout=HTTP_TIMEOUT)
         token = session.fetch_token(metadata["token_endpoint"], authorization_response=callback,
-                                    code_verifier=verifier, timeout=HTTP_TIMEOUT)
-        assert query_of(callback)["state"] == [state]  # fetch_token compared it as well
+                                    state=state, code_verifier=verifier, timeout=HTTP_TIMEOUT)
         assert token["token_type"] == "Bearer"
         jwks = http.get(metadata["jwks_uri"], timeout=HTTP_TIMEOUT).json()
         id_token = live.verify(token["id_token"], audience=client_id, jwks=jwks)
@@ -638,7 +641,7 @@ def test_authlib_client_code_flow_with_pkce_and_refresh(live: Live, patient: Bro
             id_token["sub"]
         revoked = session.revoke_token(metadata["revocation_endpoint"],
                                        renewed["refresh_token"],
-                                       token_type_hint="refresh_token",  # noqa: S106
+                                       token_type_hint="refresh_token",
                                        timeout=HTTP_TIMEOUT)
         assert revoked.status_code == 200
     assert live.refresh(client_id, renewed["refresh_token"])[0] == 400
@@ -738,18 +741,13 @@ def test_max_age_zero_and_prompt_login_force_a_new_card_login(suite: Live,
     assert auth_time >= asked_at - 1  # the new login, not the old one (1 s: clock rounding)
 
 
-BURNS_ON_TARGET = pytest.mark.xfail(strict=True, raises=AssertionError, reason=(
-    "server bug: the refresh token is superseded in authenticate_refresh_token before "
-    "generate_token checks the resource, so a refresh refused with invalid_target burns it"))
-
-
 @pytest.mark.parametrize(("granted", "asked", "error"), [
     pytest.param(None, {"scope": "openid offline_access consents"}, "invalid_scope",
                  id="wider scope"),
     pytest.param(RECORDS, {"resource": "issuer"}, "invalid_target",
-                 id="resource outside the grant", marks=BURNS_ON_TARGET),
+                 id="resource outside the grant"),
     pytest.param(None, {"resource": "https://unknown.example/"}, "invalid_target",
-                 id="unknown resource", marks=BURNS_ON_TARGET),
+                 id="unknown resource"),
 ])
 def test_a_refused_refresh_leaves_the_refresh_token_usable(
         suite: Live, suite_patient: Browser, granted: str | None, asked: dict[str, str],
