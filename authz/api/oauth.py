@@ -52,6 +52,7 @@ def metadata() -> dict[str, Any]:
         "require_pushed_authorization_requests": bool(
             current_app.config["AUTHZ_REQUIRE_PAR"]),
         "userinfo_endpoint": f"{issuer}/oauth/userinfo",
+        "end_session_endpoint": f"{issuer}/oauth/logout",
         "revocation_endpoint": f"{issuer}/oauth/revoke",
         "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
         "introspection_endpoint_auth_signing_alg_values_supported": ["ES256"],

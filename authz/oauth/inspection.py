@@ -36,7 +36,7 @@ _jwks_lock = threading.Lock()
 _jwks_cache: dict[str, tuple[float, KeySet]] = {}
 
 
-def _published(session: Session) -> KeySet:
+def published_keys(session: Session) -> KeySet:
     """The published keys, cached briefly per database: a key signs only after being published."""
     bind = session.get_bind()
     engine = bind if isinstance(bind, Engine) else bind.engine
@@ -62,7 +62,7 @@ def verified_claims(session: Session, token: str, issuer: str,
     if not token or len(token) > MAX_TOKEN or token.count(".") != 2:
         return None
     try:
-        decoded = jwt.decode(token, _published(session), algorithms=["ES256"])
+        decoded = jwt.decode(token, published_keys(session), algorithms=["ES256"])
     except (JoseError, ValueError, TypeError):
         return None
     if decoded.header.get("typ") != "at+jwt":

@@ -44,8 +44,10 @@ def secure_page(response: Response) -> Response:
 
 def register_web(app: Flask) -> None:
     from authz.web import authorize
+    from authz.web import logout
     from authz.web import pages
 
     app.register_blueprint(pages.bp)
     app.register_blueprint(authorize.bp)
+    app.register_blueprint(logout.bp)
     app.jinja_env.globals["csrf_token"] = csrf_token
