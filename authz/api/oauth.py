@@ -260,6 +260,8 @@ def _issuer() -> str:
 @limiter.limit("60 per minute", key_func=_client_key)
 def token() -> Any:
     """RFC 6749 §3.2; errors are RFC 6749 §5.2 bodies from Authlib."""
+    if any(len(request.form.getlist(k)) > 1 for k in request.form if k != "resource"):
+        return _oauth_error(400, "invalid_request", "parameters must not repeat (RFC 6749 §3.2)")
     proofs = request.headers.getlist("DPoP")
     if proofs:
         if len(proofs) > 1:

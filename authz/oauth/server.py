@@ -455,7 +455,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             row.used_at = now  # consumed here, atomically with the check, before tokens exist
             session.flush()
         issue = _current_issue()
-        issue.grant_id, issue.granted_resources = grant.id, list(grant.resource or [])
+        issue.grant_id, issue.granted_resources = grant.id, list(grant.resource or [_issuer()])
         issue.details = grant.authorization_details
         issue.auth = {"auth_time": int(grant.auth_time.timestamp()) if grant.auth_time else None,
                       "acr": grant.acr}
@@ -489,7 +489,8 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
                 return None  # RFC 9449 §5: a bound refresh token needs a proof with its key
             requested = set((self.request.payload.scope or "").split())
             try:
-                audiences(flask_request.form.getlist("resource"), list(grant.resource or []))
+                audiences(flask_request.form.getlist("resource"),
+                          list(grant.resource or [_issuer()]))
                 widened = not requested <= set(row.scope.split())
             except InvalidTargetError:
                 widened = True
@@ -497,7 +498,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
                 # Refused next (invalid_scope by Authlib, invalid_target when the token is
                 # generated); a refused refresh must not burn the token, so nothing is consumed.
                 issue = _current_issue()
-                issue.granted_resources = list(grant.resource or [])
+                issue.granted_resources = list(grant.resource or [_issuer()])
                 return RefreshRecord(row, grant)
             consumed = session.execute(
                 update(RefreshToken).where(RefreshToken.token_hash == row.token_hash,
@@ -511,7 +512,7 @@ class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
                 return None
         issue = _current_issue()
         issue.grant_id, issue.refresh_generation = grant.id, row.generation
-        issue.granted_resources = list(grant.resource or [])
+        issue.granted_resources = list(grant.resource or [_issuer()])
         issue.details = grant.authorization_details
         issue.auth = {"auth_time": int(grant.auth_time.timestamp()) if grant.auth_time else None,
                       "acr": grant.acr}

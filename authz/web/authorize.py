@@ -147,6 +147,10 @@ def authorize() -> Any:
         return render_template("oauth_error.html", error=refused[0], description=refused[1]), 400
     login = current_login()
     account = db.session().get(Account, login.account_id) if login else None
+    if "openid" in _params().get("scope", "").split() and not _params().get("redirect_uri"):
+        # OIDC Core §3.1.2.1: redirect_uri is REQUIRED; without one nothing is redirected.
+        return render_template("oauth_error.html", error="invalid_request",
+                               description="redirect_uri is required"), 400
     try:
         grant = auth_server.get_consent_grant(end_user=account)
     except OAuth2Error as error:
@@ -155,6 +159,9 @@ def authorize() -> Any:
     if "request" in _params():
         # OIDC Core §6.1: request objects are not supported (discovery says so).
         return _error(RequestNotSupportedError(redirect_uri=redirect_uri))
+    if _params().get("response_mode", "query") != "query":
+        return _error(OAuth2Error("response_mode must be query", redirect_uri=redirect_uri,
+                                  error="invalid_request"))
     if "none" in _params().get("prompt", "").split():
         # OIDC Core §3.1.2.1: no user interface at all; consent is always asked here.
         if _needs_login(login):

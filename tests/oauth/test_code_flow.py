@@ -154,6 +154,8 @@ def test_without_a_login_the_authorization_page_sends_to_the_card_login(demo_app
     ({"response_type": "code id_token"}, "unsupported_response_type"),
     ({"nonce": None}, "invalid_request"),
     ({"prompt": "none"}, "consent_required"),
+    ({"response_mode": "form_post"}, "invalid_request"),
+    ({"response_mode": "fragment"}, "invalid_request"),
 ])
 def test_bad_requests_from_a_known_client_redirect_with_the_error_and_iss(
         demo_app, logged_in, setup, change, error):
@@ -173,6 +175,7 @@ def test_bad_requests_from_a_known_client_redirect_with_the_error_and_iss(
     {"redirect_uri": REDIRECT + "/"},
     {"redirect_uri": REDIRECT + "?x=1"},
     {"redirect_uri": "https://APP.example/cb"},
+    {"redirect_uri": None},  # OIDC Core §3.1.2.1: required for openid requests
 ])
 def test_never_a_redirect_on_a_bad_client_or_redirect_uri(demo_app, logged_in, setup, change):
     _verifier, challenge = pkce()
@@ -248,3 +251,15 @@ def test_discovery_metadata(demo_app):
     assert "implicit" not in body["grant_types_supported"]
     assert demo_app.test_client().get(
         "/.well-known/oauth-authorization-server").get_json() == body
+
+
+def test_repeated_token_parameters_are_refused(demo_app, logged_in, setup):
+    verifier, challenge = pkce()
+    code = code_from(approve(logged_in, authorize_params(setup["public"], challenge)))["code"][0]
+    response = demo_app.test_client().post("/oauth/token", data={
+        "grant_type": "authorization_code", "code": [code, "other"], "redirect_uri": REDIRECT,
+        "client_id": setup["public"], "code_verifier": verifier})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_request"
+    # the refused request did not burn the code
+    assert exchange(demo_app.test_client(), setup, code, verifier).status_code == 200

@@ -10,6 +10,7 @@ import jwt
 import pytest
 import sqlalchemy as sa
 from cryptography.hazmat.primitives.asymmetric import ec
+from oauth_support import REDIRECT
 from test_code_flow import ISSUER
 from test_code_flow import approve
 from test_code_flow import authorize_params
@@ -164,3 +165,15 @@ def test_unknown_resources_are_refused(demo_app, logged_in, setup, servers):
         "client_assertion": signed})
     assert cc.status_code == 400
     assert cc.get_json()["error"] == "invalid_target"
+
+
+def test_a_token_cannot_widen_the_audience_the_patient_authorized(demo_app, logged_in, setup,
+                                                                  servers):
+    verifier, challenge = pkce()
+    query = code_from(approve(logged_in, authorize_params(setup["public"], challenge)))
+    response = demo_app.test_client().post("/oauth/token", data={
+        "grant_type": "authorization_code", "code": query["code"][0],
+        "redirect_uri": REDIRECT, "client_id": setup["public"], "code_verifier": verifier,
+        "resource": RECORDS})
+    assert response.status_code == 400
+    assert response.get_json()["error"] == "invalid_target"
