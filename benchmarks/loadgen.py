@@ -21,6 +21,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from benchmarks.common import BenchmarkError
 from benchmarks.common import percentile
@@ -117,26 +118,46 @@ def generate(tool: str, load: Load) -> Outcome:
     return run_wrk(load) if tool == "wrk" else run_python(load)
 
 
-def run_wrk(load: Load) -> Outcome:
+def wrk_stats(script_text: str, url: str, connections: int, max_seconds: float,
+              script_args: list[str], files: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run wrk with a Lua script that prints one ``AUTHZ_BENCH {json}`` line; its figures.
+
+    ``files`` are written beside the script and ``{name}`` in ``script_args`` is replaced by
+    the path of the file of that name (bodies for a POST load, say).
+    """
     with tempfile.TemporaryDirectory(prefix="authz-wrk-") as folder:
-        script = Path(folder) / "count.lua"
-        script.write_text(WRK_SCRIPT)
-        command = ["wrk", "-t1", f"-c{load.connections}", f"-d{math.ceil(load.max_seconds)}s",
-                   f"--timeout={REQUEST_TIMEOUT_S}s", "-s", str(script), load.url,
-                   "--", str(load.requests)]
+        script = Path(folder) / "script.lua"
+        script.write_text(script_text)
+        paths = {}
+        for name, content in (files or {}).items():
+            paths[name] = Path(folder) / name
+            paths[name].write_text(content)
+        args = [str(paths[a[1:-1]]) if a.startswith("{") and a[1:-1] in paths else a
+                for a in script_args]
+        command = ["wrk", "-t1", f"-c{connections}", f"-d{math.ceil(max_seconds)}s",
+                   f"--timeout={REQUEST_TIMEOUT_S}s", "-s", str(script), url, "--", *args]
         try:
             completed = subprocess.run(command, capture_output=True, text=True, check=False,
-                                       timeout=load.max_seconds + 30)
+                                       timeout=max_seconds + 30)
         except subprocess.TimeoutExpired:
-            raise BenchmarkError(
-                f"wrk did not finish within {load.max_seconds + 30:.0f} s") from None
+            raise BenchmarkError(f"wrk did not finish within {max_seconds + 30:.0f} s") from None
     lines = [ln for ln in completed.stdout.splitlines() if ln.startswith("AUTHZ_BENCH ")]
     if completed.returncode != 0 or not lines:
         tail = (completed.stderr or completed.stdout).strip().splitlines()[-1:]
         raise BenchmarkError(f"wrk failed (exit {completed.returncode}): {' '.join(tail)}")
-    stats = json.loads(lines[-1].removeprefix("AUTHZ_BENCH "))
-    io_errors = sum(int(stats[k]) for k in ("connect", "read", "write", "timeout"))
-    return Outcome(requests=int(stats["requests"]), errors=io_errors + int(stats["status"]),
+    stats: dict[str, Any] = json.loads(lines[-1].removeprefix("AUTHZ_BENCH "))
+    return stats
+
+
+def io_errors(stats: dict[str, Any]) -> int:
+    return sum(int(stats[k]) for k in ("connect", "read", "write", "timeout"))
+
+
+def run_wrk(load: Load) -> Outcome:
+    stats = wrk_stats(WRK_SCRIPT, load.url, load.connections, load.max_seconds,
+                      [str(load.requests)])
+    return Outcome(requests=int(stats["requests"]),
+                   errors=io_errors(stats) + int(stats["status"]),
                    elapsed_s=int(stats["duration_us"]) / 1e6,
                    p50_ms=int(stats["p50_us"]) / 1000, p99_ms=int(stats["p99_us"]) / 1000)
 

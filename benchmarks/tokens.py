@@ -545,31 +545,17 @@ def _lua_pattern(expect: str) -> str:
 
 
 def run_wrk(load: PostLoad) -> Measured:
-    with tempfile.TemporaryDirectory(prefix="authz-wrk-") as folder:
-        script, bodies = Path(folder) / "post.lua", Path(folder) / "bodies.txt"
-        script.write_text(WRK_SCRIPT)
-        bodies.write_text("\n".join(load.bodies) + "\n")
-        command = ["wrk", "-t1", f"-c{load.connections}", f"-d{math.ceil(load.max_seconds)}s",
-                   f"--timeout={loadgen.REQUEST_TIMEOUT_S}s", "-s", str(script),
-                   f"http://{HOST}:{load.port}{load.path}", "--", str(load.requests), load.path,
-                   str(bodies), _lua_pattern(load.expect)]
-        try:
-            completed = subprocess.run(command, capture_output=True, text=True, check=False,
-                                       timeout=load.max_seconds + 30)
-        except subprocess.TimeoutExpired:
-            raise BenchmarkError(
-                f"wrk did not finish within {load.max_seconds + 30:.0f} s") from None
-    lines = [ln for ln in completed.stdout.splitlines() if ln.startswith("AUTHZ_BENCH ")]
-    if completed.returncode != 0 or not lines:
-        tail = (completed.stderr or completed.stdout).strip().splitlines()[-1:]
-        raise BenchmarkError(f"wrk failed (exit {completed.returncode}): {' '.join(tail)}")
-    stats = json.loads(lines[-1].removeprefix("AUTHZ_BENCH "))
+    stats = loadgen.wrk_stats(
+        WRK_SCRIPT, f"http://{HOST}:{load.port}{load.path}", load.connections,
+        load.max_seconds, [str(load.requests), load.path, "{bodies.txt}",
+                           _lua_pattern(load.expect)],
+        files={"bodies.txt": "\n".join(load.bodies) + "\n"})
     if int(stats["wrapped"]):
         log(f"  warning: wrk used up the {len(load.bodies)} prepared bodies; replays follow")
-    io_errors = sum(int(stats[k]) for k in ("connect", "read", "write", "timeout"))
     unexpected = int(stats["unexpected"])
     outcome = loadgen.Outcome(
-        requests=int(stats["requests"]), errors=io_errors + int(stats["status"]) + unexpected,
+        requests=int(stats["requests"]),
+        errors=loadgen.io_errors(stats) + int(stats["status"]) + unexpected,
         elapsed_s=int(stats["duration_us"]) / 1e6, p50_ms=int(stats["p50_us"]) / 1000,
         p99_ms=int(stats["p99_us"]) / 1000)
     return Measured(outcome, unexpected)
