@@ -16,7 +16,10 @@ bp = Blueprint("telemetry", __name__)
 @bp.get("/metrics")
 def scrape() -> Response:
     """Counters of all worker processes; 404 to anyone not on this machine."""
-    if not is_loopback_host(request.remote_addr):
+    # A request relayed by a proxy on this machine also comes from loopback: refuse anything
+    # that carries forwarding headers, so /metrics is never public through a reverse proxy.
+    relayed = any(h in request.headers for h in ("X-Forwarded-For", "Forwarded", "X-Real-IP"))
+    if relayed or not is_loopback_host(request.remote_addr):
         abort(404)
     body, content_type = metrics.exposition()
     return Response(body, content_type=content_type)

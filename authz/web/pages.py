@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import urlsplit
+
 import segno
 from flask import Blueprint
 from flask import Response
@@ -33,9 +35,16 @@ bp.after_request(secure_page)
 
 
 def safe_next(value: str | None) -> str:
-    """Only a path on this site: never an open redirect."""
-    if value and value.startswith("/") and not value.startswith("//") and "\\" not in value:
-        return value
+    """Only a path on this site: never an open redirect.
+
+    Browsers drop tabs and newlines from URLs and read ``\\`` as ``/``, so ``/\t/evil`` or
+    ``/\\evil`` would become ``//evil``: anything but printable ASCII is refused.
+    """
+    if value and value.isascii() and value.isprintable() and " " not in value \
+            and value.startswith("/") and not value.startswith("//") and "\\" not in value:
+        parts = urlsplit(value)
+        if not parts.scheme and not parts.netloc:
+            return value
     return url_for("web.account")
 
 

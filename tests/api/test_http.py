@@ -268,3 +268,9 @@ def test_metrics_are_served_to_loopback_only(client):
     assert b"authz_http_refused_total" in scraped.data
     outside = client.get("/metrics", environ_base={"REMOTE_ADDR": "203.0.113.7"})
     assert outside.status_code == 404
+
+
+def test_metrics_are_not_served_through_a_local_reverse_proxy(client):
+    relayed = client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"},
+                         headers={"X-Forwarded-For": "203.0.113.7"})
+    assert relayed.status_code == 404

@@ -172,3 +172,19 @@ def test_transaction_creation_needs_json_and_same_origin(demo_app, browser):
 def test_card_login_is_unavailable_without_configuration(client):
     response = client.post("/jpki/transactions", json={"purpose": "login"})
     assert response.status_code == 503
+
+
+@pytest.mark.parametrize("target", [
+    "https://evil.example/", "//evil.example/", "/\t/evil.example/", "/\\evil.example",
+    "/\n/evil.example", "javascript:alert(1)", "/ok path", "／evil",
+])
+def test_login_never_redirects_off_site(target):
+    from authz.web.pages import safe_next
+
+    assert safe_next("/account?x=1") == "/account?x=1"
+    from flask import Flask
+
+    app = Flask(__name__)
+    app.add_url_rule("/account", "web.account", lambda: "")
+    with app.test_request_context():
+        assert safe_next(target) == "/account"
