@@ -26,6 +26,7 @@ from authz.oauth import par
 from authz.oauth import rar
 from authz.oauth.server import auth_server
 from authz.oauth.server import check_resources
+from authz.oauth.server import is_echo_failure
 from authz.registry.rules import SCOPES
 
 bp = Blueprint("oauth", __name__)
@@ -173,6 +174,10 @@ def pushed_authorization_request() -> Any:
         return _oauth_error(400, "invalid_authorization_details", str(invalid))
     except OAuth2Error as error:
         return _oauth_error(400, error.error, error.description or error.error)
+    except ValueError as error:
+        if not is_echo_failure(error):
+            raise
+        return _oauth_error(400, "invalid_request", "malformed parameter")
     finally:
         g.pop("authz_pushed_params", None)
     request_uri = par.push(db.session(), client.get_client_id(), params.items(multi=True),

@@ -47,7 +47,7 @@ def _detail(item: Any, institution: str) -> dict[str, Any]:
         raise InvalidDetails(f"each detail must be an object of type {TYPE}")
     unknown = set(item) - FIELDS
     if unknown:
-        raise InvalidDetails(f"unknown member {sorted(unknown)[0]!r}")
+        raise InvalidDetails("a detail has an unknown member")
     if item.get("institution") != institution:
         raise InvalidDetails("institution must be the requesting client's own institution")
     if item.get("purpose") not in PURPOSES:

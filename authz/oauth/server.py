@@ -75,8 +75,23 @@ class PushedPayload(OAuth2Payload):  # type: ignore[misc]
         return {key: self._params.getlist(key) for key in self._params}
 
 
+def is_echo_failure(error: ValueError) -> bool:
+    """Authlib builds some error descriptions from request values and then refuses them (RFC
+    6749 §5.2 character set) with a ValueError; such a request is invalid, not a server fault."""
+    return str(error).startswith("Error description contains forbidden characters")
+
+
 class Server(AuthorizationServer):  # type: ignore[misc]
     """Authlib's server, reading a pushed request's parameters when ``request_uri`` named one."""
+
+    def create_token_response(self, request: Any = None) -> Any:
+        try:
+            return super().create_token_response(request)
+        except ValueError as error:
+            if not is_echo_failure(error):
+                raise
+            body = {"error": "invalid_request", "error_description": "malformed parameter"}
+            return self.handle_response(400, body, [("Cache-Control", "no-store")])
 
     def create_oauth2_request(self, request: Any) -> Any:
         oauth_request = FlaskOAuth2Request(flask_request)

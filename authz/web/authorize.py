@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import secrets
 from datetime import timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
@@ -38,6 +40,7 @@ from authz.oauth.models import Grant
 from authz.oauth.server import OAuthClient
 from authz.oauth.server import auth_server
 from authz.oauth.server import check_resources
+from authz.oauth.server import is_echo_failure
 from authz.registry.models import Institution
 from authz.web import require_csrf
 from authz.web import secure_page
@@ -110,6 +113,23 @@ def _needs_login(login: LoginSession | None) -> bool:
     return False
 
 
+def error_text(text: str) -> str:
+    """RFC 6749 §4.1.2.1: error_description may hold only %x20-21 / %x23-5B / %x5D-7E."""
+    return "".join(c for c in text if " " <= c <= "~" and c not in '"\\')[:200]
+
+
+def _claims_request_ok(raw: str | None) -> bool:
+    """OIDC Core §5.5: a JSON object with only ``userinfo`` and ``id_token`` members."""
+    if raw is None:
+        return True
+    try:
+        value = json.loads(raw) if len(raw) <= 4096 else None
+    except ValueError:
+        return False
+    return isinstance(value, dict) and set(value) <= {"userinfo", "id_token"} and all(
+        isinstance(member, dict) for member in value.values())
+
+
 class RequestNotSupportedError(OAuth2Error):  # type: ignore[misc]
     error = "request_not_supported"
 
@@ -142,6 +162,12 @@ def _view(client: OAuthClient, scope: str) -> dict[str, Any]:
 @bp.route("/oauth/authorize", methods=["GET", "POST"])
 @limiter.limit("60 per minute")
 def authorize() -> Any:
+    if request.method == "POST" and "decision" not in request.form:
+        # OIDC Core §3.1.2.1: an authorization request may be POSTed (form serialization);
+        # it continues as the equivalent GET, so only the consent form ever POSTs here.
+        query = MultiDict(request.args)
+        query.update(request.form)
+        return redirect(f"{request.path}?{urlencode(list(query.items(multi=True)))}", 303)
     refused = _load_pushed()
     if refused is not None:
         return render_template("oauth_error.html", error=refused[0], description=refused[1]), 400
@@ -155,10 +181,18 @@ def authorize() -> Any:
         grant = auth_server.get_consent_grant(end_user=account)
     except OAuth2Error as error:
         return _error(error)
+    except ValueError as error:
+        if not is_echo_failure(error):
+            raise
+        return render_template("oauth_error.html", error="invalid_request",
+                               description="malformed parameter"), 400
     redirect_uri = grant.request.payload.redirect_uri or grant.client.get_default_redirect_uri()
     if "request" in _params():
         # OIDC Core §6.1: request objects are not supported (discovery says so).
         return _error(RequestNotSupportedError(redirect_uri=redirect_uri))
+    if not _claims_request_ok(_params().get("claims")):
+        return _error(OAuth2Error("claims must be a JSON object (OIDC Core 5.5)",
+                                  redirect_uri=redirect_uri, error="invalid_request"))
     if _params().get("response_mode", "query") != "query":
         return _error(OAuth2Error("response_mode must be query", redirect_uri=redirect_uri,
                                   error="invalid_request"))
@@ -182,7 +216,7 @@ def authorize() -> Any:
         error.redirect_uri = redirect_uri
         return _error(error)
     except rar.InvalidDetails as invalid:
-        return _error(InvalidDetailsError(str(invalid), redirect_uri=redirect_uri))
+        return _error(InvalidDetailsError(error_text(str(invalid)), redirect_uri=redirect_uri))
     if request.method == "GET":
         return render_template("consent.html", action=request.full_path,
                                details=_details_view(details), **_view(client, scope))

@@ -155,6 +155,8 @@ def test_without_a_login_the_authorization_page_sends_to_the_card_login(demo_app
     ({"nonce": None}, "invalid_request"),
     ({"prompt": "none"}, "consent_required"),
     ({"response_mode": "form_post"}, "invalid_request"),
+    ({"claims": "not json"}, "invalid_request"),
+    ({"claims": '{"access_token": {}}'}, "invalid_request"),
     ({"response_mode": "fragment"}, "invalid_request"),
 ])
 def test_bad_requests_from_a_known_client_redirect_with_the_error_and_iss(
@@ -263,3 +265,13 @@ def test_repeated_token_parameters_are_refused(demo_app, logged_in, setup):
     assert response.get_json()["error"] == "invalid_request"
     # the refused request did not burn the code
     assert exchange(demo_app.test_client(), setup, code, verifier).status_code == 200
+
+
+def test_a_posted_authorization_request_continues_as_get(demo_app, logged_in, setup):
+    _verifier, challenge = pkce()
+    params = authorize_params(setup["public"], challenge)
+    response = logged_in.post("/oauth/authorize", data=params)
+    assert response.status_code == 303
+    follow = logged_in.get(response.headers["Location"])
+    assert follow.status_code == 200
+    assert "decision" in follow.get_data(as_text=True)

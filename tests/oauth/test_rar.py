@@ -67,6 +67,7 @@ def test_approved_details_reach_the_tokens(demo_app, logged_in, setup, form, exp
     "not json",
     "[]",
     json.dumps([{"type": "other"}]),
+    json.dumps([{"type": "health_record_access", "\"évil\\": 1}]),
     json.dumps([{"type": "health_record_access", "institution": "*",
                  "purpose": "treatment_visit", "categories": ["medication"]}]),
     json.dumps([{"type": "health_record_access", "institution": "INSTITUTION",
