@@ -62,9 +62,11 @@ def current(session: Session, token: str | None,
             or moment >= row.last_seen_at + IDLE:
         return None
     if moment >= row.last_seen_at + TOUCH_EVERY:
-        session.execute(update(LoginSession).where(LoginSession.id == row.id)
-                        .values(last_seen_at=moment))
-        session.commit()
+        row_id = row.id
+        with write(session):  # a write needs the write lock from its start (authz.database)
+            session.execute(update(LoginSession).where(LoginSession.id == row_id)
+                            .values(last_seen_at=moment))
+        row = session.get(LoginSession, row_id) or row
     return row
 
 
