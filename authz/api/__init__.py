@@ -8,10 +8,12 @@ import time
 from flask import Flask
 from flask import Response
 from flask import g
+from flask import jsonify
 from flask import request
 
 from authz import metrics
 from authz.api import context
+from authz.api.errors import problem
 from authz.api.errors import register_error_handlers
 from authz.context import request_id_var
 
@@ -20,9 +22,26 @@ access_log = logging.getLogger("authz.access")
 JSON_BLUEPRINTS = frozenset({"health", "keys", "openapi", "jpki", "oauth"})
 
 
-def _before() -> None:
+def _before() -> Response | None:
     g.started = time.perf_counter()
     context.assign_request_id()
+    return _refuse_nul()
+
+
+def _refuse_nul() -> Response | None:
+    """NUL never belongs in a URL or a form, and PostgreSQL cannot even compare it: refuse it
+    at the edge, before any query, in the error format of the endpoint family."""
+    values = [request.path, *request.args.values()]
+    if request.mimetype in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        values.extend(request.form.values())
+    if not any("\x00" in value for value in values):
+        return None
+    if request.path.startswith("/oauth/"):
+        response = jsonify(error="invalid_request", error_description="NUL in a parameter")
+        response.status_code = 400
+        response.headers["Cache-Control"] = "no-store"
+        return response
+    return problem(400, "invalid_request", "NUL characters are not allowed.")
 
 
 def _after(response: Response) -> Response:

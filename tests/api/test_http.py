@@ -274,3 +274,11 @@ def test_metrics_are_not_served_through_a_local_reverse_proxy(client):
     relayed = client.get("/metrics", environ_base={"REMOTE_ADDR": "127.0.0.1"},
                          headers={"X-Forwarded-For": "203.0.113.7"})
     assert relayed.status_code == 404
+
+
+@pytest.mark.parametrize("path", ["/jpki/transactions/%00", "/healthz?x=%00",
+                                  "/oauth/userinfo?x=%00"])
+def test_nul_is_refused_at_the_edge(client, path):
+    response = client.get(path)
+    assert response.status_code == 400
+    assert response.headers["X-Request-ID"]
