@@ -53,24 +53,22 @@ def parse_bool(name: str, value: Any) -> bool:
     raise ConfigError(f"{name} must be 0 or 1, got {value!r}")
 
 
-def parse_positive_int(name: str, value: Any) -> int:
+def _whole_number(name: str, value: Any, minimum: int, what: str) -> int:
     try:
         number = int(str(value).strip())
     except ValueError:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}") from None
-    if number <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        number = minimum - 1
+    if number < minimum:
+        raise ConfigError(f"{name} must be {what}, got {value!r}")
     return number
+
+
+def parse_positive_int(name: str, value: Any) -> int:
+    return _whole_number(name, value, 1, "a positive integer")
 
 
 def parse_non_negative_int(name: str, value: Any) -> int:
-    try:
-        number = int(str(value).strip())
-    except ValueError:
-        raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}") from None
-    if number < 0:
-        raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
-    return number
+    return _whole_number(name, value, 0, "a whole number >= 0")
 
 
 def parse_text(name: str, value: Any) -> str | None:

@@ -11,11 +11,8 @@ Replay is the caller's job (the replay store needs a session): record
 
 from __future__ import annotations
 
-import base64
-import binascii
 import hashlib
 import json
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC
@@ -29,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from authz.errors import AuthzError
+from authz.oauth import jws
 
 MAX_ASSERTION_CHARS = 8 * 1024
 MAX_JTI_CHARS = 256
@@ -54,7 +52,6 @@ REASONS = (
     "jti_replayed",  # raised by the caller when the replay store has seen the jti
 )
 
-_B64URL = re.compile(r"[A-Za-z0-9_-]*")
 _P256_COORDINATE_OCTETS = 32
 _ES256_SIGNATURE_OCTETS = 64  # RFC 7518 §3.4: R || S, 32 octets each, big-endian
 
@@ -139,48 +136,19 @@ def _split(assertion: str) -> tuple[str, str, str]:
 
 
 def _b64decode(segment: str) -> bytes:
-    """RFC 7515 §2 base64url: no padding, URL alphabet, and canonical (re-encodes identically)."""
-    if not _B64URL.fullmatch(segment) or len(segment) % 4 == 1:
-        raise InvalidClientAssertion("bad_base64url")
     try:
-        raw = base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-    except (binascii.Error, ValueError):
+        return jws.b64url_decode(segment)
+    except ValueError:
         raise InvalidClientAssertion("bad_base64url") from None
-    # Non-zero trailing bits would give a second spelling of the same bytes.
-    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode("ascii") != segment:
-        raise InvalidClientAssertion("bad_base64url")
-    return raw
-
-
-class _DuplicateMember(ValueError):
-    pass
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # RFC 7515 §4 and RFC 7519 §4 let a parser reject duplicate names or keep the last one;
-    # we reject, since another parser on the path might keep the first.
-    obj = dict(pairs)
-    if len(obj) != len(pairs):
-        raise _DuplicateMember
-    return obj
-
-
-def _no_constants(name: str) -> Any:
-    raise ValueError(f"non-standard JSON constant {name}")
 
 
 def _json_object(raw: bytes, bad: str, duplicate: str) -> dict[str, Any]:
-    """A JSON object in strict UTF-8 (RFC 8259 §8.1), no duplicate members, no NaN/Infinity."""
     try:
-        value = json.loads(raw.decode("utf-8"), object_pairs_hook=_unique_members,
-                           parse_constant=_no_constants)
-    except _DuplicateMember:
+        return jws.json_object(raw)
+    except jws.DuplicateMember:
         raise InvalidClientAssertion(duplicate) from None
-    except (ValueError, RecursionError):
+    except ValueError:
         raise InvalidClientAssertion(bad) from None
-    if not isinstance(value, dict):
-        raise InvalidClientAssertion(bad)
-    return value
 
 
 # -- header, key and signature ------------------------------------------------------------------

@@ -17,7 +17,6 @@ Error descriptions are fixed strings, never echoes of the proof: they go back to
 from __future__ import annotations
 
 import base64
-import binascii
 import hashlib
 import hmac
 import json
@@ -38,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 from sqlalchemy.orm import Session
 
 from authz.errors import AuthzError
+from authz.oauth import jws
 from authz.oauth import replay
 
 INVALID_DPOP_PROOF = "invalid_dpop_proof"
@@ -208,7 +208,10 @@ def check_nonce(secret: bytes, nonce: str, now: datetime,
     """True if ``nonce`` came from :func:`new_nonce` with ``secret`` within ``lifetime``."""
     if not isinstance(nonce, str) or len(nonce) != NONCE_CHARS or not _BASE64URL.fullmatch(nonce):
         return False
-    raw = _b64decode(nonce)
+    try:
+        raw = jws.b64url_decode(nonce)
+    except ValueError:
+        return False
     stamp, mac = raw[:NONCE_STAMP_BYTES], raw[NONCE_STAMP_BYTES:]
     if not hmac.compare_digest(mac, _nonce_mac(secret, stamp)):
         return False
@@ -238,10 +241,6 @@ def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def _b64decode(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
 def _nonce_mac(secret: bytes, stamp: bytes) -> bytes:
     if len(secret) < MIN_SECRET_BYTES:
         raise ValueError(f"the nonce secret needs at least {MIN_SECRET_BYTES} bytes")
@@ -263,40 +262,21 @@ def _parse(proof: str) -> tuple[bytes, dict[str, Any], dict[str, Any], bytes]:
     header = _json_object(segments[0], "header")
     claims = _json_object(segments[1], "claims")
     try:
-        signature = _b64decode(segments[2])
-    except (binascii.Error, ValueError):
+        signature = jws.b64url_decode(segments[2])
+    except ValueError:
         _refuse("DPoP proof signature is not base64url")
     return f"{segments[0]}.{segments[1]}".encode(), header, claims, signature
 
 
-class _DuplicateMember(ValueError):
-    pass
-
-
 def _json_object(segment: str, what: str) -> dict[str, Any]:
     try:
-        text = _b64decode(segment).decode("utf-8")
-        value = json.loads(text, object_pairs_hook=_unique_members, parse_constant=_no_constant)
-    except _DuplicateMember:
+        return jws.json_object(jws.b64url_decode(segment))
+    except jws.DuplicateMember:
         _refuse(f"DPoP proof {what} has duplicate member names")
-    except (binascii.Error, ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
-        _refuse(f"DPoP proof {what} is not base64url-encoded UTF-8 JSON")
-    if not isinstance(value, dict):
+    except jws.NotAnObject:
         _refuse(f"DPoP proof {what} is not a JSON object")
-    return value
-
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    # RFC 7515 §5.2 item 4: a header with duplicate names must be refused (or last-wins);
-    # refusing is the only reading every parser agrees with.
-    result = dict(pairs)
-    if len(result) != len(pairs):
-        raise _DuplicateMember
-    return result
-
-
-def _no_constant(name: str) -> NoReturn:
-    raise ValueError(f"{name} is not JSON")
+    except ValueError:  # UnicodeDecodeError is a ValueError too
+        _refuse(f"DPoP proof {what} is not base64url-encoded UTF-8 JSON")
 
 
 def _check_header(header: dict[str, Any]) -> tuple[ec.EllipticCurvePublicKey, dict[str, Any]]:
@@ -323,8 +303,8 @@ def _check_header(header: dict[str, Any]) -> tuple[ec.EllipticCurvePublicKey, di
         if not isinstance(value, str) or not _BASE64URL.fullmatch(value):
             _refuse("DPoP proof jwk x and y must be base64url")
         try:
-            raw = _b64decode(value)
-        except (binascii.Error, ValueError):
+            raw = jws.b64url_decode(value)
+        except ValueError:
             _refuse("DPoP proof jwk x and y must be base64url")
         if len(raw) != COORDINATE_BYTES:
             _refuse("DPoP proof jwk x and y must be 32 bytes each")
