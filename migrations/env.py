@@ -10,11 +10,13 @@ from alembic import context
 from flask import current_app
 
 import authz.audit.models  # noqa: F401 - import every model so metadata is complete
+import authz.consent.models  # noqa: F401
 import authz.identity.models  # noqa: F401
 import authz.jobs.models  # noqa: F401
 import authz.keys.models  # noqa: F401
 import authz.oauth.models  # noqa: F401
 import authz.oauth.replay  # noqa: F401
+import authz.policy.models  # noqa: F401
 import authz.registry.models  # noqa: F401
 from authz.database import Base
 

@@ -9,6 +9,7 @@ from sqlalchemy import JSON
 from sqlalchemy import Boolean
 from sqlalchemy import ForeignKey
 from sqlalchemy import String
+from sqlalchemy import false
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 from sqlalchemy.orm import relationship
@@ -50,6 +51,10 @@ class Client(Base):
     # RFC 8707: the resource identifier a resource server answers for (token ``aud``).
     resource_uri: Mapped[str | None] = mapped_column(String(2000), unique=True, nullable=True)
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    # FAPI 2.0: this client must push its authorization requests (RFC 9126 §6) and present
+    # DPoP-bound tokens (RFC 9449) everywhere, whatever the global settings say.
+    require_par: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    dpop_bound: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
     institution: Mapped[Institution] = relationship(back_populates="clients")
@@ -59,4 +64,5 @@ class Client(Base):
                 "name": self.name, "auth_method": self.auth_method,
                 "redirect_uris": list(self.redirect_uris), "scopes": list(self.scopes),
                 "jwks": self.jwks, "resource_uri": self.resource_uri, "enabled": self.enabled,
+                "require_par": self.require_par, "dpop_bound": self.dpop_bound,
                 "created_at": self.created_at.isoformat()}
