@@ -1,4 +1,4 @@
-"""What a starting instance does before it serves: migrate, then make sure keys exist.
+"""What a starting instance does before it serves: migrate, make sure keys and a policy exist.
 
 Both run under one cross-process lock, so two instances starting together on one PostgreSQL
 (or one SQLite file) neither race the migration nor generate two active keys.
@@ -16,6 +16,7 @@ from flask_migrate import upgrade
 from authz.database import startup_lock
 from authz.extensions import db
 from authz.keys import service as keys
+from authz.policy import store as policy_store
 
 log = logging.getLogger("authz.startup")
 
@@ -27,6 +28,9 @@ def prepare(app: Flask) -> None:
             created = keys.ensure_keys(db.session(), app.config["AUTHZ_KEK_BYTES"])
             if created:
                 log.info("signing keys generated", extra={"count": len(created)})
+            version = policy_store.ensure_bundled(db.session())
+            policy_store.current(db.session())  # compiled once here, inherited by workers
+            log.info("policy active", extra={"policy_version": version})
             if app.config["AUTHZ_DEMO"]:
                 from authz import demo
 

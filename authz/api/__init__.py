@@ -19,7 +19,7 @@ from authz.context import request_id_var
 
 access_log = logging.getLogger("authz.access")
 # Blueprints whose routes are JSON API routes: each must be in the OpenAPI document.
-JSON_BLUEPRINTS = frozenset({"health", "keys", "openapi", "jpki", "oauth"})
+JSON_BLUEPRINTS = frozenset({"health", "keys", "openapi", "jpki", "oauth", "decisions", "me"})
 
 
 def _before() -> Response | None:
@@ -69,9 +69,11 @@ def _teardown(_error: BaseException | None) -> None:
 
 
 def register_api(app: Flask) -> None:
+    from authz.api import decisions
     from authz.api import health
     from authz.api import jpki
     from authz.api import keys
+    from authz.api import me
     from authz.api import oauth
     from authz.api import openapi
     from authz.api import telemetry
@@ -85,4 +87,6 @@ def register_api(app: Flask) -> None:
     app.register_blueprint(keys.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(telemetry.bp)
+    app.register_blueprint(decisions.bp)
+    app.register_blueprint(me.bp)
     register_error_handlers(app)

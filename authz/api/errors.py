@@ -55,7 +55,8 @@ def _authz_error(error: AuthzError) -> Response:
         # files): log it and send the class's public description instead.
         log.error("service error: %s", error.description, extra={"code": error.code})
         return problem(error.status, error.code, type(error).description)
-    return problem(error.status, error.code, error.description)
+    return problem(error.status, error.code, error.description,
+                   headers=getattr(error, "headers", None), **error.extra)
 
 
 def _rate_limited(error: RateLimitExceeded) -> Response:

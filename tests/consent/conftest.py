@@ -1,0 +1,131 @@
+"""Consent fixtures: a patient's token for the patient API and an institution's decision token."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import secrets
+import time
+from urllib.parse import parse_qs
+from urllib.parse import urlsplit
+
+import pytest
+from card_support import login
+from cryptography.hazmat.primitives.asymmetric import ec
+from joserfc import jwt
+from joserfc.jwk import ECKey
+
+from authz.extensions import db as flask_db
+from authz.keys import service as keys
+from authz.registry import service as registry
+
+ISSUER = "http://127.0.0.1:8000"
+REDIRECT = "https://app.example/cb"
+
+
+def b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _jwks(private: ec.EllipticCurvePrivateKey) -> str:
+    numbers = private.public_key().public_numbers()
+    return json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "kid": "k1",
+                                 "x": b64(numbers.x.to_bytes(32, "big")),
+                                 "y": b64(numbers.y.to_bytes(32, "big"))}]})
+
+
+class World:
+    """A patient app, a clinic, a hospital registered for emergencies, a pharmacy."""
+
+    def __init__(self, app):
+        self.app = app
+        self.keys = {}
+        with app.app_context():
+            session = flask_db.session()
+            keys.ensure_keys(session, app.config["AUTHZ_KEK_BYTES"])
+            portal = registry.add_institution(session, registry.InstitutionSpec(
+                "患者ポータル", "resource_server", "9900000001"), actor="test")
+            self.patient_app = registry.add_client(session, registry.ClientSpec(
+                institution=portal.id, name="Patient app", auth_method="none",
+                redirect_uris=[REDIRECT], scope="openid profile offline_access consents"),
+                actor="test").client_id
+            self.institutions = {}
+            self.systems = {}
+            for name, kind, code, roles, emergency in (
+                    ("テスト診療所", "clinic", "1300000001", ["physician", "nurse"], False),
+                    ("テスト病院", "hospital", "1300000002",
+                     ["physician", "emergency_physician"], True),
+                    ("テスト薬局", "pharmacy", "1300000003", ["pharmacist"], False)):
+                institution = registry.add_institution(session, registry.InstitutionSpec(
+                    name, kind, code, roles=roles, emergency=emergency), actor="test")
+                private = ec.generate_private_key(ec.SECP256R1())
+                system = registry.add_client(session, registry.ClientSpec(
+                    institution=institution.id, name=f"{name} system",
+                    auth_method="private_key_jwt", redirect_uris=[], scope="decisions",
+                    jwks=_jwks(private)), actor="test")
+                self.institutions[kind] = institution.id
+                self.systems[kind] = system.client_id
+                self.keys[kind] = private
+            flask_db.session.remove()
+
+    def system_token(self, client, kind):
+        key = ECKey.import_key(self.keys[kind])
+        now = int(time.time())
+        assertion = jwt.encode({"alg": "ES256", "kid": "k1"}, {
+            "iss": self.systems[kind], "sub": self.systems[kind], "aud": ISSUER,
+            "iat": now, "exp": now + 60, "jti": secrets.token_urlsafe(12)}, key)
+        response = client.post("/oauth/token", data={
+            "grant_type": "client_credentials", "scope": "decisions",
+            "client_assertion_type": "urn:ietf:params:oauth:client-assertion-type:jwt-bearer",
+            "client_assertion": assertion})
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["access_token"]
+
+    def patient_token(self, browser):
+        verifier = secrets.token_urlsafe(48)
+        challenge = b64(hashlib.sha256(verifier.encode()).digest())
+        params = {"response_type": "code", "client_id": self.patient_app,
+                  "redirect_uri": REDIRECT, "scope": "openid consents", "state": "s1",
+                  "nonce": "n1", "code_challenge": challenge, "code_challenge_method": "S256"}
+        page = browser.get("/oauth/authorize", query_string=params)
+        assert page.status_code == 200, page.status_code
+        csrf = page.get_data(as_text=True).split('name="csrf" value="')[1].split('"')[0]
+        answer = browser.post("/oauth/authorize", query_string=params,
+                              data={"csrf": csrf, "decision": "approve"},
+                              headers={"Origin": ISSUER})
+        assert answer.status_code == 302, answer.status_code
+        code = parse_qs(urlsplit(answer.headers["Location"]).query)["code"][0]
+        response = browser.post("/oauth/token", data={
+            "grant_type": "authorization_code", "code": code, "redirect_uri": REDIRECT,
+            "client_id": self.patient_app, "code_verifier": verifier})
+        assert response.status_code == 200, response.get_json()
+        return response.get_json()["access_token"]
+
+    def pairwise(self, account_id, kind):
+        from authz.identity.crypto import IdentityKeys
+        return IdentityKeys.from_kek(self.app.config["AUTHZ_KEK_BYTES"]).pairwise_sub(
+            account_id, self.institutions[kind])
+
+
+@pytest.fixture
+def world(demo_app):
+    return World(demo_app)
+
+
+@pytest.fixture
+def patient(demo_app, browser, issue, world):
+    """A logged-in patient: (browser, access token, account id)."""
+    login(browser, issue())
+    token = world.patient_token(browser)
+    claims = json.loads(base64.urlsafe_b64decode(token.split(".")[1] + "=="))
+    with demo_app.app_context():
+        from sqlalchemy import select
+
+        from authz.oauth.models import AccessToken
+        from authz.oauth.models import Grant
+        account = flask_db.session.execute(
+            select(Grant.account_id).join(AccessToken, AccessToken.grant_id == Grant.id)
+            .where(AccessToken.jti == claims["jti"])).scalar_one()
+        flask_db.session.remove()
+    return browser, token, account
