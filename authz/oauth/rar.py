@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from datetime import UTC
 from datetime import datetime
+from datetime import timedelta
 from typing import Any
 
 from authz.consent.vocabulary import CATEGORIES
@@ -18,6 +19,8 @@ from authz.consent.vocabulary import SENSITIVE
 
 TYPE = "health_record_access"
 MAX_DETAILS = 5
+MAX_PERIOD = timedelta(days=3653)
+NO_CONSENT = frozenset({"emergency", "disaster", "self_view"})
 MAX_CHARS = 4096
 FIELDS = frozenset({"type", "institution", "purpose", "categories", "period", "patient",
                     "actions", "locations"})
@@ -52,6 +55,8 @@ def _detail(item: Any, institution: str) -> dict[str, Any]:
         raise InvalidDetails("institution must be the requesting client's own institution")
     if item.get("purpose") not in PURPOSES:
         raise InvalidDetails("unknown purpose")
+    if item["purpose"] in NO_CONSENT:
+        raise InvalidDetails("emergency, disaster and self view need no consent")
     categories = item.get("categories")
     if not isinstance(categories, list) or not categories or len(categories) > len(CATEGORIES) \
             or not all(isinstance(c, str) and c in CATEGORIES for c in categories):
@@ -62,6 +67,9 @@ def _detail(item: Any, institution: str) -> dict[str, Any]:
     period = item.get("period")
     if period is not None:
         detail["period"] = _period(period)
+    elif item["purpose"] != "treatment_visit":
+        # Only treatment-visit consent has a default period (24 hours).
+        raise InvalidDetails("this purpose needs period.end")
     if item.get("actions") not in (None, ["read"]):
         raise InvalidDetails('actions may only be ["read"]')
     return detail
@@ -77,19 +85,27 @@ def _period(period: Any) -> dict[str, str]:
         raise InvalidDetails("period.end is not an RFC 3339 time") from None
     if end.tzinfo is None:
         raise InvalidDetails("period.end needs a time zone")
+    now = datetime.now(UTC)
+    if not now < end <= now + MAX_PERIOD:
+        raise InvalidDetails("period.end must be in the future and at most ten years ahead")
     return {"end": end.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")}
 
 
-def preselected(detail: dict[str, Any]) -> list[str]:
-    """What the consent page ticks by default: every requested category but sensitive ones."""
-    return [c for c in detail["categories"] if c not in SENSITIVE]
+def preselected(detail: dict[str, Any], refused: set[str] | None = None) -> list[str]:
+    """What the consent page ticks by default: every requested category but sensitive ones
+    and those the rules refuse this institution."""
+    return [c for c in detail["categories"] if c not in SENSITIVE and c not in (refused or ())]
 
 
-def approve(details: list[dict[str, Any]], chosen: set[str]) -> list[dict[str, Any]]:
-    """The granted details: each keeps only the categories the patient ticked (index:name)."""
+def approve(details: list[dict[str, Any]], chosen: set[str],
+            refused: list[set[str]] | None = None) -> list[dict[str, Any]]:
+    """The granted details: each keeps only the categories the patient ticked (index:name),
+    never one the rules refuse (``refused``, per detail)."""
     granted = []
     for index, detail in enumerate(details):
-        kept = [c for c in detail["categories"] if f"{index}:{c}" in chosen]
+        blocked = refused[index] if refused else set()
+        kept = [c for c in detail["categories"]
+                if f"{index}:{c}" in chosen and c not in blocked]
         if kept:
             granted.append({**detail, "categories": kept})
     return granted

@@ -52,6 +52,7 @@ class World:
                 actor="test").client_id
             self.institutions = {}
             self.systems = {}
+            self.web_clients = {}
             for name, kind, code, roles, emergency in (
                     ("テスト診療所", "clinic", "1300000001", ["physician", "nurse"], False),
                     ("テスト病院", "hospital", "1300000002",
@@ -64,6 +65,9 @@ class World:
                     institution=institution.id, name=f"{name} system",
                     auth_method="private_key_jwt", redirect_uris=[], scope="decisions",
                     jwks=_jwks(private)), actor="test")
+                self.web_clients[kind] = registry.add_client(session, registry.ClientSpec(
+                    institution=institution.id, name=f"{name} web", auth_method="none",
+                    redirect_uris=[REDIRECT], scope="openid"), actor="test").client_id
                 self.institutions[kind] = institution.id
                 self.systems[kind] = system.client_id
                 self.keys[kind] = private
