@@ -175,10 +175,15 @@ def client_group() -> None:
 @click.option("--scope", required=True, help='Space-separated, e.g. "openid decisions".')
 @click.option("--client-id", help="Choose the client id (default: generated).")
 @click.option("--resource-uri", help="RFC 8707 resource identifier (resource servers only).")
+@click.option("--require-par", is_flag=True,
+              help="Accept only pushed authorization requests from it (RFC 9126).")
+@click.option("--dpop-bound", is_flag=True,
+              help="Issue it tokens only with a DPoP proof, all bound to its key (RFC 9449).")
 @click.option("--json", "as_json", is_flag=True)
 def client_add(institution: str, name: str, auth_method: str, jwks_file: Path | None,
                redirect_uris: tuple[str, ...], scope: str, client_id: str | None,
-               resource_uri: str | None, as_json: bool) -> None:
+               resource_uri: str | None, require_par: bool, dpop_bound: bool,
+               as_json: bool) -> None:
     """Register an OAuth client of an institution."""
     from authz.registry import rules
     from authz.registry import service
@@ -193,7 +198,8 @@ def client_add(institution: str, name: str, auth_method: str, jwks_file: Path | 
     created = service.add_client(db.session(), service.ClientSpec(
         institution=institution, name=name, auth_method=auth_method,
         redirect_uris=redirect_uris, scope=scope, jwks=jwks, client_id=client_id,
-        resource_uri=resource_uri), actor=OPERATOR)
+        resource_uri=resource_uri, require_par=require_par, dpop_bound=dpop_bound),
+        actor=OPERATOR)
     emit(created.to_dict(), as_json, lambda d: d["client_id"])
 
 
@@ -360,16 +366,88 @@ def audit_group() -> None:
 
 
 @audit_group.command("verify")
+@click.option("--export", "export_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Verify this export file offline instead of the database.")
+@click.option("--checkpoints", "auditor_copy", type=click.Path(dir_okay=False, path_type=Path),
+              help="An auditor's earlier copy of the checkpoint file to check the log against.")
+@click.option("--quiet", is_flag=True, help="No progress on stderr.")
 @click.option("--json", "as_json", is_flag=True)
-def audit_verify(as_json: bool) -> None:
-    """Re-hash the whole chain; exit 1 naming the first bad entry."""
+def audit_verify(export_file: Path | None, auditor_copy: Path | None, quiet: bool,
+                 as_json: bool) -> None:
+    """Check chain, checkpoint signatures, roots and consistency; exit 1 naming the first bad
+    entry."""
+    from authz.audit import checkpoints
+    from authz.audit.export import verify_export
     from authz.audit.verify import verify_database
 
-    verdict = verify_database(db.session())
-    emit({"ok": verdict.ok, "count": verdict.count, "bad_seq": verdict.bad_seq,
-          "problem": verdict.problem}, as_json, lambda d: verdict.describe())
+    auditor = checkpoints.read_file(auditor_copy) if auditor_copy is not None else None
+    started = time.monotonic()
+
+    def progress(count: int) -> None:
+        if not quiet:
+            rate = count / max(time.monotonic() - started, 1e-9)
+            click.echo(f"authz: verified {count} entries ({rate:,.0f}/s)", err=True)
+
+    if export_file is not None:
+        verdict = verify_export(export_file, auditor, progress)
+    else:
+        verdict = verify_database(db.session(), auditor, progress)
+    emit(verdict.to_dict(), as_json, lambda d: verdict.describe())
     if not verdict.ok:
         sys.exit(1)
+
+
+@audit_group.command("seal")
+@click.option("--json", "as_json", is_flag=True)
+def audit_seal(as_json: bool) -> None:
+    """Sign a checkpoint over the events appended since the last one (the job does this too)."""
+    from authz.audit import checkpoints
+
+    path = current_app.config["AUTHZ_AUDIT_CHECKPOINT_FILE"]
+    made = checkpoints.seal(db.session(), current_app.config["AUTHZ_KEK_BYTES"],
+                            checkpoint_file=path)
+    checkpoints.sync_file(db.session(), path)
+    latest = made or checkpoints.latest(db.session())
+    result = {"sealed": made is not None, "checkpoint": latest.to_dict() if latest else None,
+              "file": path}
+    emit(result, as_json, lambda d: (
+        f"sealed tree size {made.tree_size}" if made else "nothing new to seal"))
+
+
+@audit_group.command("export")
+@click.option("--out", "out_file", required=True,
+              type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--json", "as_json", is_flag=True)
+def audit_export(out_file: Path, as_json: bool) -> None:
+    """Write the log as JSON Lines: keys, checkpoints, proofs, records (for offline verify)."""
+    from authz.audit.export import export
+
+    result = export(db.session(), out_file,
+                    lambda n: click.echo(f"authz: exported {n} entries", err=True))
+    emit({**result, "file": str(out_file)}, as_json,
+         lambda d: f"{d['events']} events, {d['checkpoints']} checkpoints -> {out_file}")
+
+
+@audit_group.command("retain")
+@click.option("--before", required=True, type=click.DateTime(["%Y-%m-%d"]),
+              help="Move sealed ranges whose events are all older than this date (UTC).")
+@click.option("--out", "out_file", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The export file the range moves to (must not exist).")
+@click.option("--yes", is_flag=True, help="Really remove the moved events from the database.")
+@click.option("--json", "as_json", is_flag=True)
+def audit_retain(before: Any, out_file: Path, yes: bool, as_json: bool) -> None:
+    """Move whole sealed ranges older than the retention period to an export file."""
+    from datetime import UTC
+
+    from authz.audit import retention
+
+    _require_yes(yes, "retention removes events from the database (they move to --out)")
+    result = retention.retain(db.session(), before.replace(tzinfo=UTC), out_file,
+                              actor=OPERATOR,
+                              retention_days=current_app.config["AUTHZ_AUDIT_RETENTION_DAYS"])
+    emit(result, as_json, lambda d: f"{d['retained']} events moved to {d['file']}"
+         if d["retained"] else "nothing old enough to retain")
 
 
 def _pretty(value: Any) -> str:
@@ -381,3 +459,14 @@ from authz.sim.cli import sim_group  # noqa: E402
 
 authz_cli.add_command(card_group)
 authz_cli.add_command(sim_group)
+
+
+def _register_policy_commands() -> None:
+    from authz.policy.cli import disaster_group
+    from authz.policy.cli import policy_group
+
+    authz_cli.add_command(policy_group)
+    authz_cli.add_command(disaster_group)
+
+
+_register_policy_commands()
