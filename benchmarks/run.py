@@ -30,7 +30,7 @@ BENCHMARKS: dict[str, str | None] = {
     "server": "benchmarks.server",
     "jpki": "benchmarks.jpki",
     "tokens": "benchmarks.tokens",
-    "decisions": None,
+    "decisions": "benchmarks.decisions",
     "audit": "benchmarks.audit",
 }
 
