@@ -17,12 +17,24 @@ from authz.registry.models import Institution
 # Codes are made up in the 10-digit shape of Japan's institution codes; no real institution.
 DEMO_INSTITUTIONS = (
     registry.InstitutionSpec("デモ総合病院 (Demo General Hospital)", "hospital", "1399999901",
-                             emergency=True),
-    registry.InstitutionSpec("デモ内科クリニック (Demo Clinic)", "clinic", "1399999902"),
-    registry.InstitutionSpec("デモ薬局 (Demo Pharmacy)", "pharmacy", "1349999903"),
+                             roles=("physician", "dentist", "pharmacist", "nurse",
+                                    "emergency_physician"), emergency=True),
+    registry.InstitutionSpec("デモ内科クリニック (Demo Clinic)", "clinic", "1399999902",
+                             roles=("physician", "nurse")),
+    registry.InstitutionSpec("デモ薬局 (Demo Pharmacy)", "pharmacy", "1349999903",
+                             roles=("pharmacist",)),
+    registry.InstitutionSpec("デモ訪問看護ステーション (Demo Home Care)", "care_provider",
+                             "1369999904", roles=("care_worker", "nurse", "physician")),
+    registry.InstitutionSpec("デモ市役所 (Demo City Office)", "municipality", "DEMO-MUNI-1",
+                             roles=("municipal_officer",)),
+    registry.InstitutionSpec("デモ医学研究所 (Demo Research Institute)", "research",
+                             "DEMO-RES-1", roles=("researcher",)),
     registry.InstitutionSpec("デモ診療記録サーバ (Demo Record Server)", "resource_server",
                              "DEMO-RS-1"),
 )
+# A record-only demo patient (no card, no personal attributes) holding consents in every
+# state, so the decision API and the consent lifecycle can be tried at once.
+DEMO_PATIENT = "acct_demo_patient"
 DEMO_PIN = "1234"
 DEMO_PASSWORD = "DEMO2026"  # noqa: S105 - the published password of a demo card
 
@@ -61,7 +73,51 @@ def seed(session: Session) -> list[str]:
         if spec.code not in have:
             registry.add_institution(session, spec, actor="system:demo")
             added.append(spec.code)
+    if added:
+        _seed_consents(session)
     return added
+
+
+def _seed_consents(session: Session) -> None:
+    """Consents of the record-only demo patient: active, expired, revoked, narrowed, a deny."""
+    import functools
+    from datetime import timedelta
+
+    from authz.consent import service
+    from authz.database import utcnow
+    from authz.database import write
+    from authz.identity.models import Account
+
+    by_type = {row.type: row.id for row in session.execute(select(Institution)).scalars()}
+    session.rollback()
+    now = utcnow()
+    with write(session):
+        if session.get(Account, DEMO_PATIENT) is None:
+            session.add(Account(id=DEMO_PATIENT, person_link_id="demo-record-only-patient",
+                                assurance="login_only", created_at=now, updated_at=now))
+    capture = service.Capture(method="demo", acr=None, auth_time=None,
+                              provenance={"source": "demo"})
+    grant = functools.partial(service.grant, session, patient_id=DEMO_PATIENT, capture=capture,
+                              now=now)
+    grant(institution_id=by_type["clinic"], purpose="treatment_visit",
+          categories=["medication", "lab_results", "drug_allergy"], end=None)
+    grant(institution_id=by_type["pharmacy"], purpose="dispensing",
+          categories=["medication", "eprescription"], end=now + timedelta(days=90))
+    # A visit consent that lapses a second after the seed: it reads as expired from then on.
+    grant(institution_id=by_type["clinic"], purpose="treatment_visit", categories=["surgery"],
+          end=now + timedelta(seconds=1))
+    revoked = grant(institution_id=by_type["hospital"], purpose="treatment_referral",
+                    categories=["referral_letter"], end=now + timedelta(days=30))
+    service.revoke(session, revoked.id, patient_id=DEMO_PATIENT, now=now)
+    narrowed = grant(institution_id=by_type["care_provider"], purpose="home_or_online_care",
+                     categories=["medication", "prescriptions", "other_allergy"],
+                     end=now + timedelta(days=180))
+    service.narrow(session, narrowed.id, patient_id=DEMO_PATIENT,
+                   categories=["medication", "prescriptions"], now=now)
+    grant(institution_id=by_type["research"], purpose="secondary_use",
+          categories=["lab_results"], end=now + timedelta(days=365))
+    grant(institution_id=None, purpose=service.ANY_PURPOSE,
+          categories=["mental_health", "genetic"], end=None, decision="deny")
 
 
 def issue_cards(instance: Path) -> list[tuple[Path, DemoCard]]:
