@@ -64,11 +64,15 @@ class Result:
     rule: str
     consent_ids: tuple[str, ...]
     obligations: dict[str, int]
+    explanation: dict[str, str] | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"category": self.category, "decision": self.decision, "reason": self.reason,
+        body = {"category": self.category, "decision": self.decision, "reason": self.reason,
                 "rule": self.rule, "consent_ids": list(self.consent_ids),
                 "obligations": dict(self.obligations)}
+        if self.explanation is not None:
+            body["explanation"] = dict(self.explanation)
+        return body
 
 
 @dataclass
@@ -93,8 +97,13 @@ class Decision:
         return body
 
 
-def decide(session: Session, policy: Policy, question: Question, now: datetime) -> Decision:
-    """Evaluate without writing anything (``record`` makes it count)."""
+def decide(session: Session, policy: Policy, question: Question, now: datetime, *,
+           explain: bool = False) -> Decision:
+    """Evaluate without writing anything (``record`` makes it count).
+
+    ``explain`` adds, per category, the matched rule line of the policy, the consent state the
+    lookup found and the mode: what an operator needs to see why.
+    """
     mode = "normal"
     if question.purpose == DISASTER and declared(session, question.institution_id, now):
         mode = DISASTER
@@ -117,8 +126,13 @@ def decide(session: Session, policy: Policy, question: Question, now: datetime) 
         else:
             reason = "not_permitted"
         shown = consent_ids if (cell.allow and state == "permit") or state == "deny" else ()
+        explanation = None
+        if explain:
+            explanation = {"rule_line": policy.rule_lines.get(cell.rule, "no rule matched"),
+                           "consent_state": state, "mode": mode,
+                           "consents": " ".join(consent_ids)}
         results.append(Result(category, "permit" if cell.allow else "deny", reason, cell.rule,
-                              shown, dict(cell.obligations)))
+                              shown, dict(cell.obligations), explanation))
     return Decision(decision_id=f"dcs_{secrets.token_hex(10)}", policy_version=policy.version,
                     question=question, mode=mode, results=results)
 
