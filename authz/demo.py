@@ -83,18 +83,29 @@ def _seed_consents(session: Session) -> None:
     import functools
     from datetime import timedelta
 
+    from flask import current_app
+
     from authz.consent import service
+    from authz.consent.models import PairwiseSubject
     from authz.database import utcnow
     from authz.database import write
+    from authz.identity.crypto import IdentityKeys
     from authz.identity.models import Account
 
     by_type = {row.type: row.id for row in session.execute(select(Institution)).scalars()}
     session.rollback()
     now = utcnow()
+    keys = IdentityKeys.from_kek(current_app.config["AUTHZ_KEK_BYTES"])
     with write(session):
         if session.get(Account, DEMO_PATIENT) is None:
             session.add(Account(id=DEMO_PATIENT, person_link_id="demo-record-only-patient",
                                 assurance="login_only", created_at=now, updated_at=now))
+            session.flush()
+            # Each demo institution knows the demo patient by its own pairwise id.
+            for institution_id in by_type.values():
+                session.add(PairwiseSubject(
+                    institution_id=institution_id, account_id=DEMO_PATIENT,
+                    sub=keys.pairwise_sub(DEMO_PATIENT, institution_id), created_at=now))
     capture = service.Capture(method="demo", acr=None, auth_time=None,
                               provenance={"source": "demo"})
     grant = functools.partial(service.grant, session, patient_id=DEMO_PATIENT, capture=capture,
