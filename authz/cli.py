@@ -462,8 +462,8 @@ authz_cli.add_command(sim_group)
 
 
 def _register_policy_commands() -> None:
-    from authz.policy.cli import disaster_group
-    from authz.policy.cli import policy_group
+    from authz.policy_cli import disaster_group
+    from authz.policy_cli import policy_group
 
     authz_cli.add_command(policy_group)
     authz_cli.add_command(disaster_group)

@@ -140,6 +140,7 @@ class Policy:
         try:
             model = casbin.Enforcer.new_model(text=self.bundle["model.conf"])
             self._enforcer = casbin.Enforcer(model, _TextAdapter(self.bundle["rules.csv"]))
+            self._enforcer.enforce_ex(*next(domain()))  # matchers and arity fail only here
         except Exception as error:  # pycasbin raises bare exceptions for bad models
             raise PolicyError(f"model.conf or rules.csv cannot be loaded: {error}") from None
         self._lock = threading.Lock()  # pycasbin is not thread-safe; the table is

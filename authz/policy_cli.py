@@ -6,6 +6,7 @@ import csv
 import json
 import secrets
 import sys
+from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import click
 from flask.cli import AppGroup
 
 from authz import audit
+from authz.consent.vocabulary import CATEGORIES
+from authz.consent.vocabulary import PURPOSES
 from authz.database import utcnow
 from authz.database import write
 from authz.errors import InvalidInput
@@ -22,12 +25,15 @@ from authz.extensions import db
 from authz.policy import store
 from authz.policy.engine import CONSENT_STATES
 from authz.policy.engine import MODES
+from authz.policy.engine import PATIENT_ROLE
 from authz.policy.engine import Policy
 from authz.policy.engine import compiled
 from authz.policy.engine import default_directory
 from authz.policy.engine import load_bundle
 from authz.policy.models import DisasterDeclaration
 from authz.registry.models import Institution
+from authz.registry.rules import INSTITUTION_TYPES
+from authz.registry.rules import ROLES
 
 OPERATOR = "operator:cli"
 SCENARIO_COLUMNS = ("role", "institution_type", "category", "purpose", "consent", "mode",
@@ -106,8 +112,16 @@ def policy_test(scenarios: Path, directory: Path | None, as_json: bool) -> None:
 
 def read_scenarios(path: Path) -> list[tuple[int, dict[str, str]]]:
     try:
-        with path.open(encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(line for line in handle if not line.startswith("#"))
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            numbers: list[int] = []  # the file line of each line the reader sees
+
+            def lines() -> Iterator[str]:
+                for number, text in enumerate(handle, start=1):
+                    if not text.startswith("#"):
+                        numbers.append(number)
+                        yield text
+
+            reader = csv.DictReader(lines())
             missing = [c for c in SCENARIO_COLUMNS if c not in (reader.fieldnames or [])]
             if missing:
                 raise InvalidInput(f"{path}: missing columns: {', '.join(missing)}")
@@ -116,7 +130,16 @@ def read_scenarios(path: Path) -> list[tuple[int, dict[str, str]]]:
                 if len(rows) >= MAX_SCENARIOS:
                     raise InvalidInput(f"{path}: more than {MAX_SCENARIOS} scenarios")
                 values = {k: (row.get(k) or "").strip() for k in SCENARIO_COLUMNS}
-                line = reader.line_num
+                line = numbers[reader.line_num - 1]
+                if None in row or None in row.values():
+                    raise InvalidInput(f"{path}:{line}: {len(reader.fieldnames or [])} values"
+                                       " expected")
+                for column, known in (("role", (*ROLES, PATIENT_ROLE)),
+                                      ("institution_type", INSTITUTION_TYPES),
+                                      ("category", CATEGORIES), ("purpose", PURPOSES)):
+                    if values[column] not in known:
+                        raise InvalidInput(f"{path}:{line}: unknown {column}"
+                                           f" {values[column][:40]!r}")
                 if values["expected"] not in ("permit", "deny"):
                     raise InvalidInput(f"{path}:{line}: expected must be permit or deny")
                 if values["consent"] not in CONSENT_STATES:
