@@ -46,6 +46,7 @@ from benchmarks.audit import build_app
 from benchmarks.audit import postgres_databases
 from benchmarks.audit import redact
 from benchmarks.audit import sqlite_databases
+from benchmarks.common import BenchmarkError
 from benchmarks.common import figure
 from benchmarks.common import log
 from benchmarks.common import median
@@ -59,6 +60,13 @@ CATS = list(CATEGORIES)
 PURPOSES = ("treatment_visit", "dispensing", "home_or_online_care")
 
 
+HTTP_FULL = {"requests": 3_000, "repeats": 3}
+HTTP_QUICK = {"requests": 300, "repeats": 1}
+HTTP_CONNECTIONS = 8
+HTTP_WORKERS = 2
+PERMIT_BODY = r'"decision"\s*:\s*"permit"'
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--database-url", metavar="URL",
                         help="also measure this PostgreSQL server (default: env"
@@ -67,6 +75,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help=f"stored consents in the large run (default {FULL['large']};"
                         f" --quick {QUICK['large']})")
     parser.add_argument("--checks", type=int, metavar="N", help="decisions per run")
+    parser.add_argument("--no-http", action="store_true",
+                        help="skip the HTTP comparison with oidc-provider's introspection")
+    parser.add_argument("--node", default="node", help="Node.js for oidc-provider")
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
@@ -88,6 +99,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
                 result[name] = _measure(fresh, workdir / name, sizes)
                 result["errors"] += result[name].pop("errors")
     result["naive_pycasbin"] = _naive(sizes["naive"])
+    if not args.no_http:
+        result["http"] = _http(HTTP_QUICK if args.quick else HTTP_FULL, args.node)
+        result["errors"] += result["http"].pop("errors")
     for name in ("sqlite", "postgresql"):
         if name in result:
             median_us = result[name][str(sizes["small"])]["decide_median_us"]
@@ -261,3 +275,112 @@ def _rss_mb() -> float:
         pages = int(handle.read().split()[1])
     return pages * resource.getpagesize() / (1024 * 1024)
 
+
+
+# -- over HTTP -------------------------------------------------------------------------------------
+
+def _http(settings: dict[str, int], node: str) -> dict[str, Any]:
+    """Decision API throughput (audit on) beside oidc-provider's introspection, same machine,
+    same Python load generator (closed loop, keep-alive), medians over the repeats."""
+    from benchmarks import tokens
+
+    figures: dict[str, Any] = {"errors": 0, "connections": HTTP_CONNECTIONS,
+                               "authz_workers": HTTP_WORKERS, "load_generator": "python"}
+    runs: dict[str, list[Any]] = {"authz_decisions": [], "oidc_provider_introspection": []}
+    with tempfile.TemporaryDirectory(prefix="authz-bench-decisions-http-") as folder:
+        workdir = Path(folder)
+        for _ in range(settings["repeats"]):
+            with tokens.authz_server(workdir, HTTP_WORKERS) as target:
+                body, token = _prepare_authz(target)
+                headers = (("Content-Type", "application/json"),
+                           ("Authorization", f"Bearer {token}"))
+                runs["authz_decisions"].append(_load(
+                    tokens, target.port, "/v1/decisions", lambda n, body=body: [body] * n, settings,
+                    PERMIT_BODY, headers))
+            reason = tokens.peer_unavailable(node)
+            if reason:
+                figures["note"] = reason
+                continue
+            tokens.ensure_node_dependencies()
+            with tokens.peer_server(workdir, node) as peer:
+                pool = tokens._issue_pool(peer, 50)
+                runs["oidc_provider_introspection"].append(_load(
+                    tokens, peer.port, peer.introspect_path,
+                    lambda n, pool=pool: peer.introspect_bodies(pool, n), settings,
+                    tokens.ACTIVE_BODY,
+                    tokens.FORM_HEADERS))
+    for name, outcomes in runs.items():
+        if outcomes:
+            figures["errors"] += sum(o.errors for o in outcomes)
+            figures[name] = {
+                "requests_per_s": figure(median([o.per_second for o in outcomes]), 1),
+                "latency_p50_ms": figure(median([o.p50_ms for o in outcomes])),
+                "latency_p99_ms": figure(median([o.p99_ms for o in outcomes])),
+                "requests": sum(o.requests for o in outcomes)}
+    if runs["oidc_provider_introspection"] and runs["authz_decisions"]:
+        figures["decisions_over_peer_introspection"] = figure(
+            figures["authz_decisions"]["requests_per_s"]
+            / figures["oidc_provider_introspection"]["requests_per_s"])
+    return figures
+
+
+def _load(tokens: Any, port: int, path: str, bodies: Any, settings: dict[str, int],
+          expect: str, headers: tuple[tuple[str, str], ...]) -> Any:
+    slack = 2 * HTTP_CONNECTIONS + 8
+    outcome = None
+    for count in (max(50, settings["requests"] // 10), settings["requests"]):  # warm-up first
+        load = tokens.PostLoad(port, path, bodies(count + slack), count, HTTP_CONNECTIONS,
+                               120.0, expect, headers)
+        outcome = tokens.generate("python", load).outcome
+    log(f"  {path}: {outcome.per_second:.0f} req/s, p50 {outcome.p50_ms:.2f} ms,"
+        f" {outcome.errors} errors")
+    return outcome
+
+
+def _prepare_authz(target: Any) -> tuple[str, str]:
+    """A patient with a visit consent for the benchmark clinic; the clinic's decision token."""
+    import json
+
+    from sqlalchemy import select
+
+    from authz import create_app
+    from authz.consent import service
+    from authz.identity.crypto import IdentityKeys
+    from benchmarks import tokens
+
+    instance = target.log_path.parent
+    previous = os.environ.get("AUTHZ_INSTANCE_PATH")
+    os.environ["AUTHZ_INSTANCE_PATH"] = str(instance)
+    try:
+        app = create_app({"AUTHZ_LOG_LEVEL": "WARNING"})
+    finally:
+        if previous is None:
+            os.environ.pop("AUTHZ_INSTANCE_PATH", None)
+        else:
+            os.environ["AUTHZ_INSTANCE_PATH"] = previous
+    with app.app_context():
+        session = db.session()
+        clinic = session.execute(select(Institution.id).where(
+            Institution.code == "BENCH-CLINIC")).scalar_one()
+        now = utcnow()
+        with write(session):
+            session.add(Account(id="acct_bench_patient", person_link_id="bench-patient",
+                                assurance="login_only", created_at=now, updated_at=now))
+        sub = IdentityKeys.from_kek(app.config["AUTHZ_KEK_BYTES"]).pairwise_sub(
+            "acct_bench_patient", clinic)
+        service.grant(session, patient_id="acct_bench_patient", institution_id=clinic,
+                      purpose="treatment_visit", categories=["medication", "lab_results"],
+                      end=None, now=now, pairwise=sub,
+                      capture=service.Capture(method="demo", acr=None, auth_time=None,
+                                              provenance={"source": "benchmark"}))
+        db.session.remove()
+        db.engine.dispose()
+    status, text = tokens._request(target.port, "POST", target.token_path,
+                                   target.token_bodies(1)[0])
+    if status != 200:
+        raise BenchmarkError(f"decision token: {status} {text[:200]}")
+    token = json.loads(text)["access_token"]
+    body = json.dumps({"patient": sub, "categories": ["medication", "lab_results"],
+                       "action": "read", "purpose": "treatment_visit", "role": "physician",
+                       "practitioner": "bench-practitioner"})
+    return body, token

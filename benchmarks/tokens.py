@@ -522,6 +522,9 @@ end
 """
 
 
+FORM_HEADERS = (("Content-Type", "application/x-www-form-urlencoded"),)
+
+
 @dataclass(frozen=True)
 class PostLoad:
     port: int
@@ -531,6 +534,7 @@ class PostLoad:
     connections: int
     max_seconds: float
     expect: str  # a pattern a 200 answer's body must contain (Lua and Python agree on it)
+    headers: tuple[tuple[str, str], ...] = FORM_HEADERS  # other headers: the Python client only
 
 
 @dataclass(frozen=True)
@@ -571,10 +575,11 @@ class _ClientResult:
 
 
 def _post_client(port: int, path: str, bodies: list[str], expect: str,
-                 max_seconds: float) -> _ClientResult:
+                 max_seconds: float,
+                 header_pairs: tuple[tuple[str, str], ...] = FORM_HEADERS) -> _ClientResult:
     """One keep-alive connection POSTing its bodies back to back (in a worker process)."""
     connection = http.client.HTTPConnection(HOST, port, timeout=loadgen.REQUEST_TIMEOUT_S)
-    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+    headers = dict(header_pairs)
     pattern = re.compile(expect.encode())
     latencies: list[float] = []
     errors = unexpected = 0
@@ -614,7 +619,7 @@ def run_python(load: PostLoad) -> Measured:
         count = share + (1 if i < extra else 0)
         if count:
             jobs.append((load.port, load.path, load.bodies[start:start + count], load.expect,
-                         load.max_seconds))
+                         load.max_seconds, load.headers))
         start += count
     with multiprocessing.get_context().Pool(len(jobs), initializer=_default_signals) as pool:
         results = pool.starmap(_post_client, jobs)
@@ -629,7 +634,7 @@ def run_python(load: PostLoad) -> Measured:
 
 
 def generate(tool: str, load: PostLoad) -> Measured:
-    return run_wrk(load) if tool == "wrk" else run_python(load)
+    return run_wrk(load) if tool == "wrk" and load.headers == FORM_HEADERS else run_python(load)
 
 
 # -- measuring -----------------------------------------------------------------------------------
