@@ -86,7 +86,10 @@ def main() -> None:
               help="Worker processes.")
 @click.option("--server", type=click.Choice(["gunicorn", "granian"]), default="gunicorn",
               show_default=True)
-def serve_command(host: str, port: int, workers: int, server: str) -> None:
+@click.option("--jobs/--no-jobs", "run_jobs", default=True, show_default=True,
+              help="Also run the periodic jobs (audit sealing, purges) in a child process;"
+                   " leases keep it to one runner per job across instances.")
+def serve_command(host: str, port: int, workers: int, server: str, run_jobs: bool) -> None:
     """Apply migrations, make sure signing keys exist, then serve with a production server."""
     from authz import server as servers
     from authz.startup import prepare
@@ -105,9 +108,12 @@ def serve_command(host: str, port: int, workers: int, server: str) -> None:
     issuer = app.config["AUTHZ_ISSUER"]
     click.echo(f"authz serving on http://{display}:{port} (issuer {issuer}, {workers} "
                f"{server} workers{', demo mode' if app.config['AUTHZ_DEMO'] else ''})", err=True)
+    jobs = servers.start_jobs() if run_jobs else None
     try:
         servers.run(server, host, port, workers)
     finally:
+        if jobs is not None:
+            servers.stop_jobs(jobs)
         shutil.rmtree(metrics_dir, ignore_errors=True)
 
 
@@ -404,8 +410,13 @@ def audit_seal(as_json: bool) -> None:
     from authz.audit import checkpoints
 
     path = current_app.config["AUTHZ_AUDIT_CHECKPOINT_FILE"]
-    made = checkpoints.seal(db.session(), current_app.config["AUTHZ_KEK_BYTES"],
-                            checkpoint_file=path)
+    made = None
+    while True:  # a large backlog is sealed in several checkpoints
+        sealed = checkpoints.seal(db.session(), current_app.config["AUTHZ_KEK_BYTES"],
+                                  checkpoint_file=path)
+        if sealed is None:
+            break
+        made = sealed
     checkpoints.sync_file(db.session(), path)
     latest = made or checkpoints.latest(db.session())
     result = {"sealed": made is not None, "checkpoint": latest.to_dict() if latest else None,
@@ -450,6 +461,71 @@ def audit_retain(before: Any, out_file: Path, yes: bool, as_json: bool) -> None:
          if d["retained"] else "nothing old enough to retain")
 
 
+# -- auditors -----------------------------------------------------------------------------------
+
+@authz_cli.group("auditor")
+def auditor_group() -> None:
+    """Register, list and disable auditors (people who may read the audit log)."""
+
+
+@auditor_group.command("add")
+@click.option("--card", "card_file", required=True,
+              type=click.Path(dir_okay=False, path_type=Path),
+              help="The auditor's card file (as `authz card issue` writes it).")
+@click.option("--json", "as_json", is_flag=True)
+def auditor_add(card_file: Path, as_json: bool) -> None:
+    """Register the holder of a card as an auditor (by the card's person link)."""
+    from authz.api.identity import verifier
+    from authz.audit import auditors
+    from authz.identity.errors import StatusUnavailable
+    from authz.sim.card import AUTH_CERT
+    from authz.sim.card import CardError
+    from authz.sim.card import CardFileError
+    from authz.sim.card import VirtualCard
+
+    try:
+        card = VirtualCard.load(card_file)
+        certificate = card.certificate_der(AUTH_CERT)
+    except (OSError, ValueError, CardFileError, CardError) as error:
+        raise CommandError(f"cannot read card file {card_file}: "
+                           f"{getattr(error, 'strerror', None) or error}") from None
+    cards = verifier()
+    try:
+        link = cards.links.resolve(certificate, cards.audience)
+    except StatusUnavailable:
+        raise CommandError("the link service does not know this card, or is unreachable",
+                           1) from None
+    if link.status != "good":
+        raise CommandError(f"this card's certificate is {link.status or 'not valid'};"
+                           " register the holder's current card")
+    auditor = auditors.add(db.session(), link.person_link_id, actor=OPERATOR)
+    emit(auditor.to_dict(), as_json, lambda d: f"{d['id']}\t{d['status']}")
+
+
+@auditor_group.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def auditor_list(as_json: bool) -> None:
+    """List auditors."""
+    from authz.audit import auditors
+
+    rows = [a.to_dict() for a in auditors.listing(db.session())]
+    emit(rows, as_json, lambda rs: "\n".join(f"{r['id']}\t{r['status']}\t{r['created_at']}"
+                                             for r in rs))
+
+
+@auditor_group.command("disable")
+@click.argument("auditor_id")
+@click.option("--yes", is_flag=True, help="Really disable.")
+@click.option("--json", "as_json", is_flag=True)
+def auditor_disable(auditor_id: str, yes: bool, as_json: bool) -> None:
+    """Disable an auditor: their tokens stop working on the audit API at once."""
+    from authz.audit import auditors
+
+    _require_yes(yes, "disabling an auditor ends their access to the audit log")
+    auditor = auditors.disable(db.session(), auditor_id, actor=OPERATOR)
+    emit(auditor.to_dict(), as_json, lambda d: f"{d['id']} disabled")
+
+
 def _pretty(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False, indent=2)
 
@@ -470,3 +546,6 @@ def _register_policy_commands() -> None:
 
 
 _register_policy_commands()
+from authz.demo_cli import demo_command  # noqa: E402 - `authz demo` (authz/demo_cli.py)
+
+authz_cli.add_command(demo_command)

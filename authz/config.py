@@ -183,6 +183,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Seconds a rotated-out signing key stays in the JWKS before it is retired."),
     Setting("AUTHZ_REQUIRE_PAR", parse_bool, False,
             "1 refuses authorization requests that were not pushed first (RFC 9126; FAPI 2.0)."),
+    Setting("AUTHZ_DPOP_NONCE", parse_bool, True,
+            "1 demands a server nonce in DPoP proofs at the token, PAR and UserInfo endpoints"
+            " (RFC 9449 §8, §9)."),
     Setting("AUTHZ_SERVICE_NAME", parse_text, "authz",
             "Name the card app shows beside the short code."),
     Setting("AUTHZ_JPKI_SIGN_ANCHORS", parse_paths, None,
@@ -204,6 +207,12 @@ SETTINGS: tuple[Setting, ...] = (
             " demo mode: the simulator, in-process."),
     Setting("AUTHZ_JPKI_TRUST_FRAMEWORK", parse_text, None,
             "trust_framework of verified claims; default ISSUER/trust-frameworks/jpki-sim."),
+    Setting("AUTHZ_AUDIT_CHECKPOINT_FILE", parse_text, None,
+            "File every signed audit checkpoint is appended to (JSON lines), outside the"
+            " database; default audit-checkpoints.jsonl in the instance folder."),
+    Setting("AUTHZ_AUDIT_RETENTION_DAYS", parse_positive_int, 2557,
+            "Days audit events stay in the database before `authz audit retain` may move"
+            " whole sealed ranges to an export (default about 7 years)."),
 )
 SETTING_NAMES = frozenset(s.name for s in SETTINGS)
 
@@ -253,6 +262,8 @@ def _derive(config: dict[str, Any], instance: Path) -> None:
     if len(config["AUTHZ_SECRET_KEY"]) < 32:
         raise ConfigError("AUTHZ_SECRET_KEY must be at least 32 characters")
     config["AUTHZ_KEK_BYTES"] = decode_kek(config["AUTHZ_KEY_ENCRYPTION_KEY"])
+    config["AUTHZ_AUDIT_CHECKPOINT_FILE"] = (config["AUTHZ_AUDIT_CHECKPOINT_FILE"]
+                                             or str(instance / "audit-checkpoints.jsonl"))
     config["SECRET_KEY"] = config["AUTHZ_SECRET_KEY"]
     issuer_https = config["AUTHZ_ISSUER"].startswith("https://")
     config.update(

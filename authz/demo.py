@@ -5,6 +5,7 @@ Every name, address and code here is made up; nothing models a real person or in
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -75,6 +76,10 @@ def seed(session: Session) -> list[str]:
             added.append(spec.code)
     if added:
         _seed_consents(session)
+    from flask import current_app
+
+    ensure_clinic_app(session, current_app.config["AUTHZ_ISSUER"],
+                      Path(current_app.instance_path))
     return added
 
 
@@ -164,3 +169,88 @@ def describe(cards: list[tuple[Path, DemoCard]]) -> str:
     lines.append(f"  authz card respond --card {cards[0][0]} --pin {DEMO_PIN}"
                  f" --password {DEMO_PASSWORD} --link '<the page's card link>'")
     return "\n".join(lines)
+
+
+# -- the demo clinic's app (a relying party served by the demo itself, /demo/clinic) ----------
+
+CLINIC_CODE = "1399999902"
+CLINIC_APP = "demo-clinic-app"  # authorization code + PKCE + RAR; the patient logs in
+CLINIC_SYSTEM = "demo-clinic-system"  # client credentials, scope `decisions`
+CLINIC_KEYS = "demo-clinic-keys.json"  # the two clients' private keys, instance folder, 0600
+CLINIC_CALLBACK = "/demo/clinic/callback"
+
+
+@dataclass(frozen=True)
+class ClinicClients:
+    """The demo clinic's two registered clients and their private keys (PEM)."""
+
+    institution: str
+    app_key: str
+    system_key: str
+
+
+def _clinic_keys(instance: Path) -> dict[str, str]:
+    import os
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    path = instance / CLINIC_KEYS
+    if path.exists():
+        stored = json.loads(path.read_text())
+        if isinstance(stored, dict) and all(isinstance(stored.get(k), str)
+                                            for k in (CLINIC_APP, CLINIC_SYSTEM)):
+            return {k: stored[k] for k in (CLINIC_APP, CLINIC_SYSTEM)}
+    made = {name: ec.generate_private_key(ec.SECP256R1()).private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption()).decode() for name in (CLINIC_APP, CLINIC_SYSTEM)}
+    instance.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        json.dump(made, handle)
+    return made
+
+
+def public_jwks(private_pem: str) -> str:
+    """The JWKS (one ES256 key, kid ``k1``) registered for a demo client."""
+    from joserfc.jwk import ECKey
+
+    key = ECKey.import_key(private_pem)
+    public = key.as_dict(private=False)
+    return json.dumps({"keys": [{"kty": "EC", "crv": "P-256", "x": public["x"],
+                                 "y": public["y"], "kid": "k1", "use": "sig",
+                                 "alg": "ES256"}]})
+
+
+def ensure_clinic_app(session: Session, issuer: str, instance: Path) -> ClinicClients | None:
+    """Register the demo clinic's app and system clients when missing (or when the issuer,
+    hence the redirect URI, changed); None when the demo clinic is not registered."""
+    from authz.registry.models import Client
+
+    clinic = session.execute(select(Institution).where(
+        Institution.code == CLINIC_CODE)).scalar_one_or_none()
+    session.rollback()
+    if clinic is None:
+        return None
+    keys = _clinic_keys(instance)
+    redirect_uri = issuer.rstrip("/") + CLINIC_CALLBACK
+    wanted = {
+        CLINIC_APP: registry.ClientSpec(
+            institution=clinic.id, name="デモ内科クリニック 受付アプリ (Demo Clinic app)",
+            auth_method="private_key_jwt", redirect_uris=[redirect_uri], scope="openid",
+            jwks=public_jwks(keys[CLINIC_APP]), client_id=CLINIC_APP),
+        CLINIC_SYSTEM: registry.ClientSpec(
+            institution=clinic.id, name="デモ内科クリニック 記録システム (Demo Clinic records)",
+            auth_method="private_key_jwt", redirect_uris=[], scope="decisions",
+            jwks=public_jwks(keys[CLINIC_SYSTEM]), client_id=CLINIC_SYSTEM)}
+    for client_id, spec in wanted.items():
+        row = session.get(Client, client_id)
+        current = row is not None and list(row.redirect_uris) == list(spec.redirect_uris) \
+            and row.jwks == json.loads(str(spec.jwks))
+        session.rollback()
+        if current:
+            continue
+        if row is not None:
+            registry.delete_client(session, client_id, actor="system:demo")
+        registry.add_client(session, spec, actor="system:demo")
+    return ClinicClients(clinic.id, keys[CLINIC_APP], keys[CLINIC_SYSTEM])

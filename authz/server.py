@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import logging
 import os
+import signal
+import subprocess
+import sys
 import tempfile
 from typing import Any
 
@@ -67,3 +72,27 @@ def _run_granian(host: str, port: int, workers: int) -> None:
 
     Granian("authz.wsgi:app", address=host, port=port, interface=Interfaces.WSGI,
             workers=workers, blocking_threads=1).serve()
+
+
+def start_jobs() -> subprocess.Popen[bytes]:
+    """``authz jobs run`` in a child process that dies with this one (Linux PDEATHSIG)."""
+    command = [sys.executable, "-c", "from authz.cli import main; main()", "jobs", "run"]
+    process = subprocess.Popen(  # noqa: S603 - our own interpreter and a fixed command
+        command, env=os.environ.copy(), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        preexec_fn=_die_with_parent)  # noqa: PLW1509 - before exec only
+    log.info("job runner started", extra={"pid": process.pid})
+    return process
+
+
+def stop_jobs(process: subprocess.Popen[bytes]) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        process.send_signal(signal.SIGTERM)
+    # gunicorn's arbiter reaps any child, ours included: then there is nothing left to wait for.
+    with contextlib.suppress(ChildProcessError, subprocess.TimeoutExpired):
+        process.wait(timeout=10)
+
+
+def _die_with_parent() -> None:
+    if sys.platform == "linux":
+        with contextlib.suppress(OSError, AttributeError):
+            ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG

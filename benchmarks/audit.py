@@ -5,7 +5,12 @@ this order on the same database:
 
 - ``append_batched``: ``events`` appends through ``authz.audit.record``, ``batch_size`` per
   ``authz.database.write`` transaction (bulk work such as an import).
-- ``verify``: ``authz.audit.verify.verify_database`` over those ``events`` rows.
+- ``seal``: one signed Merkle checkpoint over those rows (``authz.audit.checkpoints.seal``:
+  leaf hashes of the stored bytes, about two tree nodes stored per event).
+- ``verify``: ``authz.audit.verify.verify_database`` over those rows: chain, indexed columns,
+  checkpoint signature, Merkle root, consistency.
+- ``verify_export``: ``authz audit export`` of the same log, then the offline verification of
+  that file (``authz audit verify --export``); the export time is not counted.
 - ``append_single``: ``single_events`` appends, one per transaction, the way a request records
   one decision (each pays a commit and, on SQLite, ``BEGIN IMMEDIATE``).
 
@@ -40,10 +45,14 @@ from sqlalchemy.pool import NullPool
 
 from authz import create_app
 from authz.audit import Event
+from authz.audit import checkpoints
 from authz.audit import record
+from authz.audit.export import export
+from authz.audit.export import verify_export
 from authz.audit.verify import verify_database
 from authz.database import write
 from authz.extensions import db
+from authz.keys import service as keys
 from benchmarks.common import BenchmarkError
 from benchmarks.common import figure
 from benchmarks.common import log
@@ -178,7 +187,9 @@ def _reset_schema(engine: sa.Engine) -> None:
 class Repeat:
     batched_per_s: float
     single_per_s: float
+    seal_per_s: float
     verify_per_s: float
+    verify_export_per_s: float
     verified: int
     ok: bool
 
@@ -198,6 +209,8 @@ def one_repeat(database_url: str, instance: Path, events: int, batch_size: int,
     with app.app_context():
         session = db.session()
         try:
+            kek = app.config["AUTHZ_KEK_BYTES"]
+            keys.ensure_keys(session, kek)  # the checkpoint signing key (two events)
             started = time.perf_counter()
             for first in range(0, events, batch_size):
                 with write(session):
@@ -206,9 +219,21 @@ def one_repeat(database_url: str, instance: Path, events: int, batch_size: int,
             batched_s = time.perf_counter() - started
 
             started = time.perf_counter()
+            checkpoints.seal(session, kek)
+            seal_s = time.perf_counter() - started
+
+            started = time.perf_counter()
             verdict = verify_database(session)
             verify_s = time.perf_counter() - started
             session.rollback()
+
+            instance.mkdir(parents=True, exist_ok=True)
+            exported = instance / f"export-{secrets.token_hex(4)}.jsonl"
+            export(session, exported)
+            started = time.perf_counter()
+            offline = verify_export(exported)
+            verify_export_s = time.perf_counter() - started
+            exported.unlink()
 
             started = time.perf_counter()
             for n in range(events, events + single_events):
@@ -218,11 +243,15 @@ def one_repeat(database_url: str, instance: Path, events: int, batch_size: int,
         finally:
             db.session.remove()
             db.engine.dispose()
-    if not verdict.ok:
-        log(f"  verify failed: {verdict.describe()}")
+    for what, result in (("verify", verdict), ("verify --export", offline)):
+        if not result.ok:
+            log(f"  {what} failed: {result.describe()}")
+    total = events + 2
     return Repeat(batched_per_s=events / batched_s, single_per_s=single_events / single_s,
-                  verify_per_s=verdict.count / verify_s, verified=verdict.count,
-                  ok=verdict.ok and verdict.count == events)
+                  seal_per_s=total / seal_s, verify_per_s=verdict.count / verify_s,
+                  verify_export_per_s=offline.count / verify_export_s, verified=verdict.count,
+                  ok=verdict.ok and verdict.count == total and offline.ok
+                  and offline.count == total and verdict.checkpoints == 1)
 
 
 def measure(fresh: Fresh, workdir: Path, events: int, batch_size: int, single_events: int,
@@ -232,7 +261,8 @@ def measure(fresh: Fresh, workdir: Path, events: int, batch_size: int, single_ev
         url = fresh()
         run = one_repeat(url, workdir / "instance", events, batch_size, single_events)
         log(f"  {label} {index + 1}/{repeats}: batched {run.batched_per_s:.0f}/s, single"
-            f" {run.single_per_s:.0f}/s, verify {run.verify_per_s:.0f}/s"
+            f" {run.single_per_s:.0f}/s, seal {run.seal_per_s:.0f}/s, verify"
+            f" {run.verify_per_s:.0f}/s, verify export {run.verify_export_per_s:.0f}/s"
             f"{'' if run.ok else ' (VERIFY FAILED)'}")
         runs.append(run)
     figures = {
@@ -242,9 +272,16 @@ def measure(fresh: Fresh, workdir: Path, events: int, batch_size: int, single_ev
         "append_single": {"events": single_events,
                           "per_s": figure(median([r.single_per_s for r in runs]), 1),
                           "runs_per_s": [figure(r.single_per_s, 1) for r in runs]},
-        "verify": {"records": events, "ok": all(r.ok for r in runs),
+        "seal": {"records": events,
+                 "per_s": figure(median([r.seal_per_s for r in runs]), 1),
+                 "runs_per_s": [figure(r.seal_per_s, 1) for r in runs]},
+        # records: the events appended; the log also holds the two key-generation events
+        "verify": {"records": events, "rows": events + 2, "ok": all(r.ok for r in runs),
                    "per_s": figure(median([r.verify_per_s for r in runs]), 1),
                    "runs_per_s": [figure(r.verify_per_s, 1) for r in runs]},
+        "verify_export": {"records": events,
+                          "per_s": figure(median([r.verify_export_per_s for r in runs]), 1),
+                          "runs_per_s": [figure(r.verify_export_per_s, 1) for r in runs]},
     }
     return figures, sum(1 for r in runs if not r.ok)
 

@@ -19,7 +19,8 @@ from authz.context import request_id_var
 
 access_log = logging.getLogger("authz.access")
 # Blueprints whose routes are JSON API routes: each must be in the OpenAPI document.
-JSON_BLUEPRINTS = frozenset({"health", "keys", "openapi", "jpki", "oauth", "decisions", "me"})
+JSON_BLUEPRINTS = frozenset({"health", "keys", "openapi", "jpki", "oauth", "decisions", "me",
+                             "audit", "history"})
 
 
 def _before() -> Response | None:
@@ -69,8 +70,10 @@ def _teardown(_error: BaseException | None) -> None:
 
 
 def register_api(app: Flask) -> None:
+    from authz.api import audit
     from authz.api import decisions
     from authz.api import health
+    from authz.api import history
     from authz.api import jpki
     from authz.api import keys
     from authz.api import me
@@ -82,6 +85,8 @@ def register_api(app: Flask) -> None:
     app.after_request(_after)
     app.teardown_request(_teardown)
     app.register_blueprint(health.bp)
+    app.register_blueprint(audit.bp)
+    app.register_blueprint(history.bp)
     app.register_blueprint(jpki.bp)
     app.register_blueprint(oauth.bp)
     app.register_blueprint(keys.bp)

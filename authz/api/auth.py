@@ -34,8 +34,12 @@ class TokenError(AuthzError):
 
     code, description, status = "invalid_token", "A valid access token is required.", 401
 
-    def __init__(self, error: str | None, description: str) -> None:
+    def __init__(self, error: str | None, description: str,
+                 known: tuple[str, str] | None = None) -> None:
         super().__init__(description)
+        # (client id, institution id) when the token is ours and only its client is refused:
+        # an authenticated refusal the decision API audits (unknown tokens stay noise).
+        self.known = known
         challenge = f'error="{error}", ' if error else ""
         self.headers = {"WWW-Authenticate": ", ".join(
             (f'Bearer {challenge}'.rstrip(", "), f'DPoP {challenge}algs="ES256"'))}
@@ -46,8 +50,9 @@ class TokenError(AuthzError):
 class InsufficientScope(AuthzError):
     code, description, status = "insufficient_scope", "The token lacks a required scope.", 403
 
-    def __init__(self, scopes: tuple[str, ...]) -> None:
+    def __init__(self, scopes: tuple[str, ...], known: tuple[str, str] | None = None) -> None:
         super().__init__(f"This call needs the scope {' '.join(scopes)}.")
+        self.known = known  # (client id, institution id): see TokenError
         needed = " ".join(scopes)
         self.headers = {"WWW-Authenticate":
                         f'Bearer error="insufficient_scope", scope="{needed}"'}
@@ -98,8 +103,11 @@ def require_token(*scopes: str) -> Caller:
                Institution.roles, Institution.emergency)
         .join(Institution, Institution.id == Client.institution_id)
         .where(Client.client_id == row.client_id)).one_or_none()
-    if found is None or not found.enabled:
+    if found is None:
         raise TokenError("invalid_token", "The client is disabled.")
+    if not found.enabled:
+        raise TokenError("invalid_token", "The client is disabled.",
+                         known=(row.client_id, found.id))
     if found.dpop_bound and bound is None:
         raise TokenError("invalid_token", "This client must use DPoP-bound tokens.")
     account_id = None
@@ -109,7 +117,7 @@ def require_token(*scopes: str) -> Caller:
     granted = frozenset(str(claims.get("scope", "")).split())
     missing = tuple(s for s in scopes if s not in granted)
     if missing:
-        raise InsufficientScope(missing)
+        raise InsufficientScope(missing, known=(row.client_id, found.id))
     return Caller(client_id=row.client_id, institution_id=found.id,
                   institution_type=found.type, institution_roles=tuple(found.roles),
                   emergency=bool(found.emergency), account_id=account_id,

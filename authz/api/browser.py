@@ -10,7 +10,7 @@ from flask import current_app
 from flask import request
 from flask import session
 
-from authz.errors import InvalidInput
+from authz.api.bodies import json_object
 from authz.errors import PermissionDenied
 
 
@@ -37,9 +37,4 @@ def require_same_origin() -> None:
 
 def json_body() -> dict[str, Any]:
     """A JSON object body; anything else is a clear 400."""
-    if not request.is_json:
-        raise InvalidInput("send a JSON object with Content-Type: application/json")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    return body
+    return json_object()

@@ -21,7 +21,10 @@ from sqlalchemy import select
 
 from authz import audit
 from authz.api.auth import Caller
+from authz.api.auth import InsufficientScope
+from authz.api.auth import TokenError
 from authz.api.auth import require_token
+from authz.api.bodies import json_object
 from authz.api.context import request_id
 from authz.consent.models import PairwiseSubject
 from authz.consent.service import check_categories
@@ -70,7 +73,14 @@ def _limit_key() -> str:
 @bp.post("/v1/decisions")
 @limiter.limit("6000 per minute", key_func=_limit_key)
 def decisions() -> Response:
-    caller = require_token("decisions")
+    try:
+        caller = require_token("decisions")
+    except (TokenError, InsufficientScope) as error:
+        # Our own token of a disabled client, or without the scope: audited like any other
+        # refusal of a known institution. Unknown or forged tokens are noise (logs, metrics).
+        if error.known is not None:
+            _refused(*error.known, error)
+        raise
     session = db.session()
     now = utcnow()
     try:
@@ -79,23 +89,26 @@ def decisions() -> Response:
         items = _items(body)
         questions = [_question(session, caller, item) for item in items]
     except AuthzError as error:
-        _refused(caller, error)
+        _refused(caller.client_id, caller.institution_id, error)
         raise
     policy = store.current(session)
-    answers: list[Decision] = [decide(session, policy, q, now) for q in questions]
-    record(session, answers, client_id=caller.client_id, now=now, request_id=request_id())
+    explain = request.args.get("explain") in ("1", "true")
+    # Decided and recorded in one write transaction: on SQLite it is serialized with every
+    # consent change, on PostgreSQL each statement sees what committed before it; either way
+    # no decision that starts after a revoke returned can read the revoked consent as active.
+    with write(session):
+        now = utcnow()
+        answers: list[Decision] = [decide(session, policy, q, now, explain=explain)
+                                   for q in questions]
+        record(session, answers, client_id=caller.client_id, now=now,
+               request_id=request_id())
     if batch:
         return jsonify({"decisions": [a.to_dict() for a in answers]})
     return jsonify(answers[0].to_dict())
 
 
 def _body() -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise InvalidInput("the request body is too large")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
-    return body
+    return json_object(MAX_BODY)
 
 
 def _items(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -156,12 +169,12 @@ def _question(session: Any, caller: Caller, item: dict[str, Any]) -> Question:
                     emergency_reason=reason)
 
 
-def _refused(caller: Caller, error: AuthzError) -> None:
+def _refused(client_id: str, institution_id: str, error: AuthzError) -> None:
     """An authenticated institution's refused request: one audit row, nothing else."""
     session = db.session()
     session.rollback()
     with write(session):
         audit.record(session, audit.Event(
-            type="decision.refused", actor=f"client:{caller.client_id}", outcome="failure",
-            institution=caller.institution_id, client=caller.client_id,
+            type="decision.refused", actor=f"client:{client_id}", outcome="failure",
+            institution=institution_id, client=client_id,
             reason=error.code, request_id=request_id()))

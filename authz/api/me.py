@@ -21,6 +21,7 @@ from sqlalchemy import select
 
 from authz.api.auth import Caller
 from authz.api.auth import require_token
+from authz.api.bodies import json_object
 from authz.api.context import request_id
 from authz.consent import fhir
 from authz.consent import receipts
@@ -66,11 +67,7 @@ def _recent_login(caller: Caller, now: datetime) -> None:
 
 
 def _body(allowed: frozenset[str]) -> dict[str, Any]:
-    if request.content_length is not None and request.content_length > MAX_BODY:
-        raise InvalidInput("the request body is too large")
-    body = request.get_json(silent=True)
-    if not isinstance(body, dict):
-        raise InvalidInput("the body must be a JSON object")
+    body = json_object(MAX_BODY)
     unknown = set(body) - allowed
     if unknown:
         raise InvalidInput("unknown member: " + ", ".join(sorted(str(u)[:40] for u in unknown)))
@@ -204,7 +201,8 @@ def consent_receipt(consent_id: str) -> Response:
     session = db.session()
     consent = _own(session, caller, consent_id)
     wanted = request.args.get("version", str(consent.version))
-    if not wanted.isdigit() or len(wanted) > 6:
+    # isdigit alone admits "²", which int() refuses; ASCII digits only
+    if not (wanted.isascii() and wanted.isdigit()) or len(wanted) > 6:
         raise InvalidInput("version must be a whole number")
     found = [v for v in service.versions(session, consent.id) if v.version == int(wanted)]
     if not found:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from authlib.integrations.flask_oauth2.signals import client_authenticated
 from authlib.oauth2 import OAuth2Error
 from flask import Blueprint
 from flask import Response
@@ -24,14 +25,70 @@ from authz.oauth import dpop
 from authz.oauth import inspection
 from authz.oauth import par
 from authz.oauth import rar
+from authz.oauth.server import assertion_claimed
 from authz.oauth.server import auth_server
 from authz.oauth.server import check_resources
+from authz.oauth.server import claim_assertion
 from authz.oauth.server import is_echo_failure
+from authz.oauth.server import one_transaction_assertion
 from authz.registry.rules import SCOPES
 
 bp = Blueprint("oauth", __name__)
 ACR_VALUES = ["urn:mdx:acr:jpki-auth", "urn:mdx:acr:jpki-auth-phone"]
 VERIFIED_CLAIMS = ["name", "family_name", "given_name", "birthdate", "gender", "address"]
+
+
+class DPoPProofRequired(OAuth2Error):  # type: ignore[misc]
+    """RFC 9449 §5.2: a ``dpop_bound_access_tokens`` client asked for tokens without a proof."""
+
+    error = "invalid_dpop_proof"
+
+
+def _require_dpop_for_bound_clients(_sender: Any, client: Any = None, **_kw: Any) -> None:
+    """Token endpoint, once the client is authenticated: its per-client DPoP requirement."""
+    if client is not None and client.row.dpop_bound and not g.get("authz_dpop_jkt"):
+        raise DPoPProofRequired("this client gets tokens only with a DPoP proof (RFC 9449)")
+
+
+client_authenticated.connect(_require_dpop_for_bound_clients)
+
+
+def _nonce_secret() -> bytes | None:
+    """The key of the stateless DPoP server nonces (RFC 9449 §8), None when they are off.
+
+    Derived inside :func:`dpop.new_nonce` from the key-encryption key, which every instance
+    shares, so a nonce one instance gave out is good at all of them.
+    """
+    config = current_app.config
+    return bytes(config["AUTHZ_KEK_BYTES"]) if config["AUTHZ_DPOP_NONCE"] else None
+
+
+def _checked_proof(proofs: list[str], *, method: str, url: str,
+                   access_token: str | None = None) -> dpop.DPoPProof:
+    """One DPoP proof for this request: verified, with a current server nonce, remembered.
+
+    :raise dpop.DPoPError: ``invalid_dpop_proof`` or ``use_dpop_nonce``.
+    """
+    if len(proofs) != 1:
+        raise dpop.DPoPError(dpop.INVALID_DPOP_PROOF, "exactly one DPoP proof is needed")
+    now = utcnow()
+    proof = dpop.verify_proof(proofs[0], method=method, url=url, now=now,
+                              access_token=access_token)
+    secret = _nonce_secret()
+    if secret is not None:
+        dpop.require_server_nonce(proof, secret, now)
+    session = db.session()
+    with write(session):
+        dpop.remember_proof(session, proof, now)
+    return proof
+
+
+def _give_nonce(response: Response) -> Response:
+    """RFC 9449 §8.2: a fresh nonce with every answer to a DPoP request, error or not."""
+    secret = _nonce_secret()
+    if secret is not None:
+        response.headers["DPoP-Nonce"] = dpop.new_nonce(secret, utcnow())
+    return response
 
 
 def _client_key() -> str:
@@ -117,8 +174,12 @@ def _oauth_error(status: int, error: str, description: str) -> tuple[Response, i
 
 @bp.post("/oauth/introspect")
 @limiter.limit("600 per minute", key_func=_client_key)
+@one_transaction_assertion()
 def introspect() -> Any:
-    """RFC 7662 for resource servers: a token is active only for its own audience."""
+    """RFC 7662 for resource servers: a token is active only for its own audience.
+
+    One write transaction: the caller's assertion ``jti`` and the audit event.
+    """
     client, failed = _authenticated(["private_key_jwt"], "introspection")
     if failed is not None:
         return failed
@@ -134,10 +195,12 @@ def introspect() -> Any:
     token = request.form.get("token", "")
     if not token:
         return _oauth_error(400, "invalid_request", "token is required")
+    now = utcnow()
     body = inspection.introspect(
         db.session(), token, resource=client.row.resource_uri, issuer=_issuer(),
-        caller=client.get_client_id(), institution=client.institution_id, now=utcnow(),
-        request_id=request_id())
+        caller=client.get_client_id(), institution=client.institution_id, now=now,
+        request_id=request_id(), claim=lambda session: claim_assertion(session, now))
+    assertion_claimed()
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
     return response
@@ -164,6 +227,19 @@ def pushed_authorization_request() -> Any:
     params = MultiDict([(k, v) for k, v in form.items(multi=True)
                         if k not in ("client_assertion", "client_assertion_type")])
     params["client_id"] = client.get_client_id()
+    proofs = request.headers.getlist("DPoP")
+    if proofs:
+        # RFC 9449 §10.1: a proof at PAR binds the code to its key, like dpop_jkt does.
+        try:
+            proof = _checked_proof(proofs, method="POST", url=f"{_issuer()}/oauth/par")
+        except dpop.DPoPError as error:
+            return _give_nonce(_oauth_error(400, error.error, error.description)[0]), 400
+        if params.get("dpop_jkt", proof.jkt) != proof.jkt:
+            return _give_nonce(_oauth_error(
+                400, "invalid_dpop_proof", "dpop_jkt does not match the DPoP proof key")[0]), 400
+        params["dpop_jkt"] = proof.jkt
+    if "dpop_jkt" in params and not dpop.is_thumbprint(params["dpop_jkt"]):
+        return _oauth_error(400, "invalid_request", "dpop_jkt must be a SHA-256 JWK thumbprint")
     checked = MultiDict([(k, v) for k, v in params.items(multi=True) if k != "prompt"])
     g.authz_pushed_params = checked
     try:
@@ -184,6 +260,8 @@ def pushed_authorization_request() -> Any:
                            utcnow())
     response = jsonify(request_uri=request_uri, expires_in=int(par.LIFETIME.total_seconds()))
     response.headers["Cache-Control"] = "no-store"
+    if proofs:
+        _give_nonce(response)
     return response, 201
 
 
@@ -218,18 +296,13 @@ def userinfo_endpoint() -> Any:
     now = utcnow()
     presented_jkt = None
     if scheme.lower() == "dpop":
-        proofs = request.headers.getlist("DPoP")
         try:
-            if len(proofs) != 1:
-                raise dpop.DPoPError("invalid_dpop_proof", "exactly one DPoP proof is needed")
-            proof = dpop.verify_proof(proofs[0], method=request.method,
-                                      url=f"{_issuer()}/oauth/userinfo", now=now,
-                                      access_token=token)
-            session = db.session()
-            with write(session):
-                dpop.remember_proof(session, proof, now)
+            # RFC 9449 §9: UserInfo is a resource; it demands its nonce like the token endpoint
+            proof = _checked_proof(request.headers.getlist("DPoP"), method=request.method,
+                                   url=f"{_issuer()}/oauth/userinfo", access_token=token)
         except dpop.DPoPError as error:
-            return _bearer_challenge(error.error, error.description)
+            response, status = _bearer_challenge(error.error, error.description)
+            return _give_nonce(response), status
         presented_jkt = proof.jkt
     keys = IdentityKeys.from_kek(config["AUTHZ_KEK_BYTES"])
     try:
@@ -239,10 +312,11 @@ def userinfo_endpoint() -> Any:
             or f"{_issuer()}/trust-frameworks/jpki-sim", now=now,
             presented_jkt=presented_jkt)
     except userinfo.TokenRejected:
-        return _bearer_challenge("invalid_token", "the access token is not valid here")
+        rejected, status = _bearer_challenge("invalid_token", "the access token is not valid here")
+        return (_give_nonce(rejected) if presented_jkt else rejected), status
     response = jsonify(body)
     response.headers["Cache-Control"] = "no-store"
-    return response
+    return _give_nonce(response) if presented_jkt else response
 
 
 def _bearer_challenge(error: str | None, description: str) -> tuple[Response, int]:
@@ -263,24 +337,23 @@ def _issuer() -> str:
 
 @bp.post("/oauth/token")
 @limiter.limit("60 per minute", key_func=_client_key)
+@one_transaction_assertion(lambda: request.form.get("grant_type") == "client_credentials")
 def token() -> Any:
-    """RFC 6749 §3.2; errors are RFC 6749 §5.2 bodies from Authlib."""
+    """RFC 6749 §3.2; errors are RFC 6749 §5.2 bodies from Authlib.
+
+    Client credentials: the assertion ``jti`` is recorded in the write transaction that
+    records the token (``save_token``); the other grants write before that (the code or
+    refresh token is consumed), so their ``jti`` is recorded first, on its own.
+    """
     if any(len(request.form.getlist(k)) > 1 for k in request.form if k != "resource"):
         return _oauth_error(400, "invalid_request", "parameters must not repeat (RFC 6749 §3.2)")
     proofs = request.headers.getlist("DPoP")
     if proofs:
-        if len(proofs) > 1:
-            return _oauth_error(400, "invalid_dpop_proof", "one DPoP header at most")
-        now = utcnow()
         try:
             # RFC 9449 §4.3: htu is our own token endpoint URL, never the Host header's.
-            proof = dpop.verify_proof(proofs[0], method="POST", url=f"{_issuer()}/oauth/token",
-                                      now=now)
-            session = db.session()
-            with write(session):
-                dpop.remember_proof(session, proof, now)
+            proof = _checked_proof(proofs, method="POST", url=f"{_issuer()}/oauth/token")
         except dpop.DPoPError as error:
-            return _oauth_error(400, error.error, error.description)
+            return _give_nonce(_oauth_error(400, error.error, error.description)[0]), 400
         g.authz_dpop_jkt = proof.jkt
     response: Response = auth_server.create_token_response()
-    return response
+    return _give_nonce(response) if proofs else response

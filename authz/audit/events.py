@@ -38,6 +38,8 @@ EVENTS = cast(Table, AuditEvent.__table__)
 HEAD = cast(Table, AuditHead.__table__)
 ADVANCE = update(HEAD).where(HEAD.c.id == HEAD_ID).values(
     seq=bindparam("seq"), hash=bindparam("hash"))
+HEAD_ROW = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == HEAD_ID)
+HEAD_ROW_LOCKED = HEAD_ROW.with_for_update()
 SCHEMA_VERSION = 1
 OUTCOMES = frozenset({"success", "failure", "permit", "deny"})
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -101,10 +103,11 @@ def record(session: Session, event: Event, *, now: datetime | None = None) -> in
     """Append ``event`` in the caller's write transaction and return its sequence number."""
     if not is_write_transaction(session):
         raise ProgrammingError("audit.record() must run inside authz.database.write()")
-    head = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == HEAD_ID)
-    if dialect_name(session) == "postgresql":
-        head = head.with_for_update()
-    row = session.execute(head).one_or_none()
+    # Statements built once and run on the connection: the session's execute path and a
+    # statement built per call cost more than the SQL itself (hot path of every endpoint).
+    connection = session.connection()
+    head = HEAD_ROW_LOCKED if dialect_name(session) == "postgresql" else HEAD_ROW
+    row = connection.execute(head).one_or_none()
     if row is None:
         raise ProgrammingError("audit chain head missing: run `authz db upgrade`")
     seq = int(row.seq) + 1
@@ -112,11 +115,11 @@ def record(session: Session, event: Event, *, now: datetime | None = None) -> in
     data = build_record(event, seq, bytes(row.hash), moment)
     digest = hashlib.sha256(data).digest()
     # Table-level statements: the ORM-enabled forms cost several times more per event.
-    session.execute(EVENTS.insert(), {
+    connection.execute(EVENTS.insert(), {
         "seq": seq, "time": moment, "type": event.type, "outcome": event.outcome,
         "institution_id": event.institution, "patient_id": event.patient,
         "record": data, "hash": digest})
-    session.execute(ADVANCE, {"seq": seq, "hash": digest})
+    connection.execute(ADVANCE, {"seq": seq, "hash": digest})
     return seq
 
 

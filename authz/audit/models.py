@@ -10,6 +10,7 @@ from sqlalchemy import Index
 from sqlalchemy import Integer
 from sqlalchemy import LargeBinary
 from sqlalchemy import String
+from sqlalchemy import Text
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import mapped_column
 
@@ -48,3 +49,66 @@ class AuditEvent(Base):
     patient_id: Mapped[str | None] = mapped_column(String(64))
     record: Mapped[bytes] = mapped_column(LargeBinary)
     hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditNode(Base):
+    """A perfect Merkle subtree root: ``(level, idx)`` covers leaves [idx·2^level, (idx+1)·2^level).
+
+    Written once when the subtree completes (about two rows per event), never updated; proofs
+    and roots fold O(log n) of them (``authz.audit.merkle``).
+    """
+
+    __tablename__ = "audit_nodes"
+
+    level: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    idx: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+
+class AuditCheckpoint(Base):
+    """A signed tree head: the first ``tree_size`` events have Merkle root ``root_hash``.
+
+    ``head_hash`` is the chain hash of entry ``tree_size``; ``signature`` is a compact JWS (ES256,
+    ``typ`` ``authz-audit-checkpoint+jwt``) over all of these.
+    """
+
+    __tablename__ = "audit_checkpoints"
+
+    tree_size: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    root_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    head_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    time: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    kid: Mapped[str] = mapped_column(String(64))
+    signature: Mapped[str] = mapped_column(Text)
+
+
+class AuditRetention(Base):
+    """A sealed prefix of the log moved out to an export file (``authz audit retain``).
+
+    Verification of what stays starts after ``through_seq``: from ``last_hash`` for the chain and
+    from the stored Merkle nodes (never deleted) for the roots.
+    """
+
+    __tablename__ = "audit_retentions"
+
+    through_seq: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    last_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    export_sha256: Mapped[str] = mapped_column(String(64))
+    retained_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Auditor(Base):
+    """A person the operator registered as auditor, by the link id of their card."""
+
+    __tablename__ = "auditors"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    person_link_id: Mapped[str] = mapped_column(String(64), unique=True)
+    status: Mapped[str] = mapped_column(String(16))  # enabled | disabled
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    disabled_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    def to_dict(self) -> dict[str, str | None]:
+        return {"id": self.id, "status": self.status,
+                "created_at": self.created_at.isoformat(),
+                "disabled_at": self.disabled_at.isoformat() if self.disabled_at else None}

@@ -32,13 +32,13 @@ from authz.consent.models import PERMIT
 from authz.consent.models import REVOKED
 from authz.consent.models import Consent
 from authz.consent.models import ConsentVersion
-from authz.consent.models import PairwiseSubject
 from authz.consent.vocabulary import CATEGORIES
 from authz.consent.vocabulary import PURPOSES
 from authz.database import write
 from authz.errors import Conflict
 from authz.errors import InvalidInput
 from authz.errors import NotFound
+from authz.oauth.store import remember_pairwise
 from authz.registry.models import Institution
 
 CONSENTS = cast(Table, Consent.__table__)
@@ -133,11 +133,11 @@ def grant(session: Session, *, patient_id: str, institution_id: str | None, purp
         updated_at=now)
     with write(session):
         session.add(consent)
-        if pairwise is not None and institution_id is not None and session.get(
-                PairwiseSubject, (institution_id, pairwise)) is None:
-            session.add(PairwiseSubject(institution_id=institution_id, sub=pairwise,
-                                        account_id=patient_id, created_at=now))
         session.flush()
+        if pairwise is not None and institution_id is not None:
+            # Idempotent (ON CONFLICT DO NOTHING): a token issued at the same moment may
+            # record the same pair.
+            remember_pairwise(session, institution_id, pairwise, patient_id, now)
         _version(session, consent, "grant", now, request_id)
     return consent
 

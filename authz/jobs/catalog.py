@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import authz.jobs.audit  # noqa: F401 - audit.seal
 import authz.jobs.builtin  # noqa: F401 - keys.retire
 import authz.oauth.purge  # noqa: F401 - oauth.purge_tokens
 import authz.oauth.replay  # noqa: F401 - oauth.purge_replay

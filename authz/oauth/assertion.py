@@ -11,6 +11,7 @@ Replay is the caller's job (the replay store needs a session): record
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 from collections.abc import Mapping
@@ -214,7 +215,17 @@ def _public_key(jwk: Mapping[str, Any]) -> ec.EllipticCurvePublicKey:
             or jwk.get("alg", ALGORITHM) != ALGORITHM or jwk.get("use", "sig") != "sig"
             or jwk.get("key_ops", ["verify"]) != ["verify"]):
         raise InvalidClientAssertion("registered_key_invalid")
-    x, y = _coordinate(jwk.get("x")), _coordinate(jwk.get("y"))
+    x, y = jwk.get("x"), jwk.get("y")
+    if not isinstance(x, str) or not isinstance(y, str):
+        raise InvalidClientAssertion("registered_key_invalid")
+    return _p256_key(x, y)
+
+
+@functools.lru_cache(maxsize=1024)
+def _p256_key(x_b64: str, y_b64: str) -> ec.EllipticCurvePublicKey:
+    """The key of two registered coordinates; memoised by value (a pure function of its
+    arguments: a changed registration is another entry, so nothing stale is ever served)."""
+    x, y = _coordinate(x_b64), _coordinate(y_b64)
     try:
         # Refuses points that are not on the curve.
         return ec.EllipticCurvePublicNumbers(x, y, ec.SECP256R1()).public_key()

@@ -62,6 +62,7 @@ NONCE_CONTEXT = b"authz/dpop-nonce/v1"
 NONCE_STAMP_BYTES = 8
 NONCE_MAC_BYTES = 16
 NONCE_CHARS = 32  # base64url of 8 + 16 bytes, no padding
+JKT_CHARS = 43  # base64url of a SHA-256 digest, no padding
 NONCE_LIFETIME = timedelta(minutes=5)
 NONCE_SKEW = timedelta(seconds=5)  # instances' clocks differ a little
 MIN_SECRET_BYTES = 16
@@ -192,6 +193,11 @@ def thumbprint(jwk: dict[str, Any]) -> str:
     # RFC 7638 §3.3: required members only, sorted, no whitespace, UTF-8.
     canonical = json.dumps(values, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return _b64(hashlib.sha256(canonical.encode()).digest())
+
+
+def is_thumbprint(value: object) -> bool:
+    """True for what :func:`thumbprint` returns: 32 bytes in base64url (``dpop_jkt``, §10)."""
+    return isinstance(value, str) and len(value) == JKT_CHARS and bool(_BASE64URL.fullmatch(value))
 
 
 def new_nonce(secret: bytes, now: datetime) -> str:

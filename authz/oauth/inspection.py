@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,11 +17,14 @@ from joserfc import jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 from sqlalchemy import Engine
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from authz import audit
+from authz.consent.lookup import details_hold
 from authz.database import write
 from authz.keys import service as keys
+from authz.oauth import store
 from authz.oauth.models import AccessToken
 from authz.oauth.models import Grant
 from authz.oauth.models import RefreshToken
@@ -86,18 +90,36 @@ def live_token(session: Session, claims: dict[str, Any], now: datetime) -> Acces
 
 
 def introspect(session: Session, token: str, *, resource: str, issuer: str, caller: str,
-               institution: str, now: datetime, request_id: str | None = None) -> dict[str, Any]:
-    """RFC 7662 §2.2 for resource server ``resource``: inactive unless the token is for it."""
+               institution: str, now: datetime, request_id: str | None = None,
+               claim: Callable[[Session], None] | None = None) -> dict[str, Any]:
+    """RFC 7662 §2.2 for resource server ``resource``: inactive unless the token is for it.
+
+    The token row and its grant are re-read on every call (one primary-key lookup joining
+    both), so a revocation is seen at once. ``claim`` runs first inside the write transaction
+    that appends the audit event (the caller's client-assertion ``jti``; it raises to refuse).
+    """
     claims = verified_claims(session, token, issuer, now)
-    row = live_token(session, claims, now) if claims else None
     audience = claims.get("aud") if claims else None
     audiences = audience if isinstance(audience, list) else [audience]
-    active = row is not None and resource in audiences
+    active = claims is not None and resource in audiences and store.live_access_token(
+        session, str(claims.get("jti", "")), now) is not None
+    details = claims.get("authorization_details") if claims else None
+    if active and details and claims is not None:
+        # Tokens follow consent: a revoked, narrowed or lapsed consent (or a patient's deny)
+        # behind any of the token's health_record_access details makes it inactive at once.
+        account = session.execute(
+            select(Grant.account_id).join(AccessToken, AccessToken.grant_id == Grant.id)
+            .where(AccessToken.jti == str(claims.get("jti", "")))).scalar_one_or_none()
+        active = account is not None and isinstance(details, list) and details_hold(
+            session, patient_id=account, details=details, now=now)
     with write(session):
+        if claim is not None:
+            claim(session)
         audit.record(session, audit.Event(
             type="oauth.introspection", actor=f"client:{caller}", client=caller,
             institution=institution, request_id=request_id,
-            detail={"active": int(active), "jti": str(claims.get("jti", "")) if claims else ""}))
+            detail={"active": int(active), "jti": str(claims.get("jti", "")) if claims else ""}),
+            now=now)
     if not active or claims is None:
         return dict(INACTIVE)
     result = {"active": True, "token_type": "Bearer"}

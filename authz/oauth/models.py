@@ -41,6 +41,8 @@ class Grant(Base):
     amr: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
     auth_time: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     login_session_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # OIDC Core §5.5: the approved ``claims`` request (userinfo / id_token members), or None
+    claims_request: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_reason: Mapped[str | None] = mapped_column(String(64), nullable=True)
@@ -60,6 +62,11 @@ class AuthorizationCode(Base):
     nonce: Mapped[str | None] = mapped_column(String(255), nullable=True)
     code_challenge: Mapped[str] = mapped_column(String(128))
     code_challenge_method: Mapped[str] = mapped_column(String(8))
+    # RFC 9449 §10: the DPoP key the token request must prove, when the client named one
+    dpop_jkt: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # failed exchanges (wrong verifier, redirect URI, DPoP key): a few are tolerated, see
+    # docs/decisions.md "failed code exchange"
+    failed_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
 

@@ -16,10 +16,13 @@ on SQLite writers are serialised by ``BEGIN IMMEDIATE``. Either way exactly one 
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
+from typing import Any
 
 from sqlalchemy import String
+from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import tuple_
@@ -56,6 +59,21 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
+def _remember_statement(dialect: Any) -> Any:
+    statement = dialect.insert(ReplayEntry).values(
+        scope=bindparam("scope"), key=bindparam("key"), expires_at=bindparam("expires_at"))
+    return statement.on_conflict_do_update(
+        index_elements=[ReplayEntry.scope, ReplayEntry.key],
+        set_={"expires_at": statement.excluded.expires_at},
+        where=ReplayEntry.expires_at <= bindparam("now"),  # only an expired entry is taken over
+    ).returning(ReplayEntry.scope)
+
+
+# Built once: constructing the statement per call cost several times its execution.
+_REMEMBER = {"postgresql": _remember_statement(postgresql),
+             "sqlite": _remember_statement(sqlite)}
+
+
 def remember(session: Session, scope: str, key: str, expires_at: datetime,
              now: datetime) -> bool:
     """Record ``key`` in ``scope`` until ``expires_at``: True the first time, False on a replay.
@@ -66,16 +84,29 @@ def remember(session: Session, scope: str, key: str, expires_at: datetime,
     """
     if not 0 < len(scope) <= SCOPE_MAX:
         raise ValueError(f"replay scope must be 1 to {SCOPE_MAX} characters")
-    dialect = postgresql if dialect_name(session) == "postgresql" else sqlite
-    statement = dialect.insert(ReplayEntry).values(scope=scope, key=digest(key),
-                                                   expires_at=expires_at)
-    statement = statement.on_conflict_do_update(
-        index_elements=[ReplayEntry.scope, ReplayEntry.key],
-        set_={"expires_at": statement.excluded.expires_at},
-        where=ReplayEntry.expires_at <= now,  # only an expired entry may be taken over
-    ).returning(ReplayEntry.scope)
+    statement = _REMEMBER["postgresql" if dialect_name(session) == "postgresql" else "sqlite"]
     with write(session):
-        return session.execute(statement).first() is not None
+        found = session.connection().execute(statement, {
+            "scope": scope, "key": digest(key), "expires_at": expires_at, "now": now}).first()
+    return found is not None
+
+
+@dataclass(frozen=True)
+class OneTimeValue:
+    """A value verified now whose single use is recorded later, by :meth:`claim`.
+
+    The token endpoint and introspection verify a client assertion before they know whether
+    the request will succeed, and record its ``jti`` in the one write transaction that also
+    commits the request's effect (docs/decisions.md, "Token endpoint and introspection").
+    """
+
+    scope: str
+    key: str
+    expires_at: datetime
+
+    def claim(self, session: Session, now: datetime) -> bool:
+        """:func:`remember` this value: True the first time, False on a replay."""
+        return remember(session, self.scope, self.key, self.expires_at, now)
 
 
 def purge(session: Session, now: datetime, batch: int = PURGE_BATCH) -> int:

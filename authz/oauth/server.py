@@ -9,11 +9,14 @@ rotating refresh tokens whose reuse revokes the family.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import secrets
+from collections.abc import Callable
 from contextvars import ContextVar
 from dataclasses import dataclass
 from dataclasses import field
+from datetime import datetime
 from datetime import timedelta
 from typing import Any
 
@@ -21,6 +24,8 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import ClientMixin
+from authlib.oauth2.rfc6749 import InvalidClientError
+from authlib.oauth2.rfc6749 import InvalidGrantError
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc6749 import OAuth2Payload
 from authlib.oauth2.rfc6749 import grants
@@ -32,6 +37,7 @@ from flask import Flask
 from flask import current_app
 from flask import g
 from flask import request as flask_request
+from sqlalchemy import Row
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -44,21 +50,26 @@ from authz.extensions import db
 from authz.identity.crypto import IdentityKeys
 from authz.identity.models import Account
 from authz.oauth import signing
-from authz.oauth.models import AccessToken
+from authz.oauth import store
 from authz.oauth.models import AuthorizationCode
 from authz.oauth.models import Grant
 from authz.oauth.models import RefreshToken
+from authz.oauth.replay import OneTimeValue
 from authz.oauth.store import revoke_grant
 from authz.registry.models import Client
 
 ACCESS_TOKEN_LIFETIME = 300  # DESIGN 4: at most 5 minutes
 ID_TOKEN_LIFETIME = 300
 CODE_LIFETIME = timedelta(seconds=60)
+MAX_FAILED_EXCHANGES = 3  # then the code is dead (not replayed: nothing is revoked)
 REFRESH_LIFETIME = timedelta(days=30)
 REFRESH_GRACE = timedelta(seconds=10)
 REFRESH_PREFIX = "azrt_"  # noqa: S105 - a token prefix, not a secret
 CODE_PREFIX = "azac_"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+ASSERTION_REPLAY_SCOPE = "assertion"
+# Authlib's own description when no method authenticates the client (the same answer).
+CLIENT_AUTH_FAILED = "The client cannot authenticate with methods: ['private_key_jwt']"
 
 class PushedPayload(OAuth2Payload):  # type: ignore[misc]
     """The parameters of a pushed authorization request, standing in for the query string."""
@@ -134,17 +145,21 @@ class ClientView:
     scopes: tuple[str, ...]
     jwks: dict[str, Any] | None
     resource_uri: str | None
+    require_par: bool = False  # RFC 9126 §6
+    dpop_bound: bool = False  # RFC 9449 §5.2: tokens only with a DPoP proof
 
     @classmethod
-    def of(cls, row: Client) -> ClientView:
+    def of(cls, row: Client | Row[*tuple[Any, ...]]) -> ClientView:
+        """From the ORM row or from the Core row of :data:`authz.oauth.store.CLIENT_BY_ID`."""
         return cls(row.client_id, row.institution_id, row.name, row.auth_method,
-                   tuple(row.redirect_uris), tuple(row.scopes), row.jwks, row.resource_uri)
+                   tuple(row.redirect_uris), tuple(row.scopes), row.jwks, row.resource_uri,
+                   bool(row.require_par), bool(row.dpop_bound))
 
 
 class OAuthClient(ClientMixin):  # type: ignore[misc]
     """A registered client as Authlib sees it; every check is exact and fails closed."""
 
-    def __init__(self, row: Client) -> None:
+    def __init__(self, row: Client | Row[*tuple[Any, ...]]) -> None:
         self.row = ClientView.of(row)
         self.institution_id = row.institution_id
 
@@ -179,18 +194,118 @@ class OAuthClient(ClientMixin):  # type: ignore[misc]
 
 
 def query_client(client_id: str) -> OAuthClient | None:
+    """The client, read from the database on every request (a disabled client, or changed
+    keys, take effect at once); one Core primary-key select, no ORM identity map."""
     if not isinstance(client_id, str) or not 1 <= len(client_id) <= 64:
         return None
-    row = _session().get(Client, client_id)
+    row = store.client_row(_session(), client_id)
     return OAuthClient(row) if row is not None and row.enabled else None
 
 
+# -- client assertion replay (RFC 7523 §3 item 7) ------------------------------------------------
+
+_DEFER_REPLAY = "authz_defer_assertion_replay"
+_PENDING_REPLAY = "authz_pending_assertion"
+_ASSERTION_CLIENT = "authz_assertion_client"
+
+
+class AssertionReplayed(Exception):
+    """Raised inside a write transaction whose deferred client assertion ``jti`` was seen."""
+
+
+def defer_assertion_replay() -> None:
+    """Let the calling view record this request's client-assertion ``jti`` itself.
+
+    The view then calls :func:`claim_assertion` in the write transaction that commits the
+    request's effect (one transaction instead of two), and :func:`settle_assertion` once the
+    response is built, which records a ``jti`` that no transaction claimed (a refused request)
+    so that an assertion is never usable twice, whatever became of its first request.
+    """
+    g.setdefault(_DEFER_REPLAY, True)
+
+
+def claim_assertion(session: Session, now: datetime) -> None:
+    """Inside the request's write transaction: record the deferred ``jti``.
+
+    :raise AssertionReplayed: when it was seen before (the transaction must roll back).
+    """
+    pending: OneTimeValue | None = g.get(_PENDING_REPLAY)
+    if pending is not None and not pending.claim(session, now):
+        raise AssertionReplayed
+
+
+def assertion_claimed() -> None:
+    """The transaction that claimed the deferred ``jti`` has committed."""
+    g.pop(_PENDING_REPLAY, None)
+
+
+def settle_assertion() -> bool:
+    """After a view that deferred: record a ``jti`` no committed transaction claimed.
+
+    Returns False when that ``jti`` had been used before (then audited as a failed client
+    authentication): the view must answer ``invalid_client`` whatever else went wrong.
+    """
+    g.pop(_DEFER_REPLAY, None)
+    pending: OneTimeValue | None = g.pop(_PENDING_REPLAY, None)
+    if pending is None:
+        return True
+    if pending.claim(_session(), utcnow()):
+        return True
+    _audit_failure("oauth.client_authentication", g.get(_ASSERTION_CLIENT), "jti_replayed")
+    return False
+
+
+def _replayed_response() -> Any:
+    error = InvalidClientError(description=CLIENT_AUTH_FAILED)
+    return auth_server.handle_response(*error())
+
+
+def one_transaction_assertion(
+        applies: Callable[[], bool] = lambda: True,
+) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorate a view that records its client assertion's ``jti`` in its own write (when
+    ``applies()`` for the request; otherwise authentication records it, as everywhere else).
+
+    Inside, :func:`claim_assertion` runs in the view's write transaction; a replay found there
+    (``AssertionReplayed``), or by :func:`settle_assertion` afterwards, answers
+    ``invalid_client`` (RFC 6749 §5.2), audited as ``jti_replayed``.
+    """
+    def decorate(view: Callable[..., Any]) -> Callable[..., Any]:
+        @functools.wraps(view)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            if not applies():
+                return view(*args, **kwargs)
+            return _deferred(view, *args, **kwargs)
+
+        return wrapper
+
+    return decorate
+
+
+def _deferred(view: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    defer_assertion_replay()
+    try:
+        response = view(*args, **kwargs)
+    except AssertionReplayed:
+        assertion_claimed()  # seen before: nothing to record
+        _audit_failure("oauth.client_authentication", g.get(_ASSERTION_CLIENT), "jti_replayed")
+        settle_assertion()
+        return _replayed_response()
+    except BaseException:
+        settle_assertion()
+        raise
+    return response if settle_assertion() else _replayed_response()
+
+
 def authenticate_private_key_jwt(query: Any, request: Any) -> OAuthClient | None:
-    """RFC 7523 §2.2 client authentication; the assertion's precise failure is audited."""
+    """RFC 7523 §2.2 client authentication; the assertion's precise failure is audited.
+
+    The ``jti`` is recorded in the replay store now, in its own transaction, unless the view
+    deferred that to its own write transaction (:func:`defer_assertion_replay`).
+    """
     from authz.oauth.assertion import InvalidClientAssertion
     from authz.oauth.assertion import replay_key
     from authz.oauth.assertion import verify_client_assertion
-    from authz.oauth.replay import remember
 
     form = request.form
     if form.get("client_assertion_type") != JWT_BEARER or not form.get("client_assertion"):
@@ -203,8 +318,12 @@ def authenticate_private_key_jwt(query: Any, request: Any) -> OAuthClient | None
     try:
         checked = verify_client_assertion(form["client_assertion"], client_id=client_id,
                                           jwks=client.row.jwks, issuer=_issuer(), now=now)
-        if not remember(_session(), "assertion", replay_key(client_id, checked.jti),
-                        checked.replay_until, now):
+        once = OneTimeValue(ASSERTION_REPLAY_SCOPE, replay_key(client_id, checked.jti),
+                            checked.replay_until)
+        if g.get(_DEFER_REPLAY) and _PENDING_REPLAY not in g:
+            g.setdefault(_PENDING_REPLAY, once)
+            g.setdefault(_ASSERTION_CLIENT, client)
+        elif not once.claim(_session(), now):
             raise InvalidClientAssertion("jti_replayed")
     except InvalidClientAssertion as failure:
         _audit_failure("oauth.client_authentication", client, failure.reason)
@@ -253,10 +372,7 @@ def check_resources(values: list[str]) -> list[str]:
     for value in unique:
         if value == issuer:
             continue
-        found = _session().execute(
-            select(Client.client_id).where(Client.resource_uri == value,
-                                           Client.enabled.is_(True))).first()
-        if found is None:
+        if not store.resource_server_exists(_session(), value):
             raise InvalidTargetError("unknown resource")
     return unique
 
@@ -285,6 +401,7 @@ class Issue:
     granted_resources: list[str] = field(default_factory=list)
     details: list[dict[str, Any]] | None = None
     audience: list[str] = field(default_factory=list)
+    subject: str | None = None  # the access token's ``sub``
 
 
 _issue: ContextVar[Issue | None] = ContextVar("authz_oauth_issue", default=None)
@@ -298,8 +415,13 @@ def _current_issue() -> Issue:
     return issue
 
 
+@functools.lru_cache(maxsize=8)
+def _identity_keys(kek: bytes) -> IdentityKeys:
+    return IdentityKeys.from_kek(kek)  # three HKDF derivations: once per key, not per token
+
+
 def pairwise_sub(account_id: str, sector: str) -> str:
-    return IdentityKeys.from_kek(_kek()).pairwise_sub(account_id, sector)
+    return _identity_keys(_kek()).pairwise_sub(account_id, sector)
 
 
 def generate_token(grant_type: str, client: OAuthClient, user: Account | None = None,
@@ -312,6 +434,7 @@ def generate_token(grant_type: str, client: OAuthClient, user: Account | None = 
     issue.audience = audiences(flask_request.form.getlist("resource"), issue.granted_resources)
     sector = client.institution_id
     subject = pairwise_sub(user.id, sector) if user is not None else client.get_client_id()
+    issue.subject = subject
     claims: dict[str, Any] = {
         "iss": _issuer(), "sub": subject,
         "aud": issue.audience[0] if len(issue.audience) == 1 else issue.audience,
@@ -339,40 +462,56 @@ def generate_token(grant_type: str, client: OAuthClient, user: Account | None = 
 
 
 def save_token(token: dict[str, Any], request: Any) -> None:
-    """Record the access token by jti and the refresh token by hash, with one audit event."""
+    """Record the access token by jti and the refresh token by hash, with one audit event.
+
+    One write transaction, committed before the response leaves: the client assertion's
+    ``jti`` when the view deferred it, the grant (client credentials), the token rows, the
+    patient's pairwise subject and the audit event. Core statements throughout.
+    """
     issue = _current_issue()
     client: OAuthClient = request.client
     session = _session()
     now = utcnow()
     user = request.user
-    with write(session):
-        grant_id = issue.grant_id
-        if grant_id is None:  # client credentials: the client is its own grant
-            grant = Grant(id=f"grt_{secrets.token_hex(8)}", client_id=client.get_client_id(),
-                          account_id=None, scope=token["scope"], resource=issue.audience)
-            session.add(grant)
-            session.flush()
-            grant_id = grant.id
-        session.add(AccessToken(
-            jti=issue.jti, grant_id=grant_id, client_id=client.get_client_id(),
-            subject=pairwise_sub(user.id, client.institution_id) if user else
-            client.get_client_id(), scope=token["scope"], audience=issue.audience,
-            dpop_jkt=g.get("authz_dpop_jkt"),
-            issued_at=now, expires_at=now + timedelta(seconds=ACCESS_TOKEN_LIFETIME)))
-        if "refresh_token" in token:
-            session.add(RefreshToken(
-                token_hash=token_hash(token["refresh_token"]), grant_id=grant_id,
-                client_id=client.get_client_id(), generation=issue.refresh_generation + 1,
-                scope=token["scope"], dpop_jkt=g.get("authz_dpop_jkt"), issued_at=now,
-                expires_at=now + REFRESH_LIFETIME))
-        session.flush()
-        audit.record(session, audit.Event(
-            type="oauth.token_issued", actor=f"client:{client.get_client_id()}",
-            client=client.get_client_id(), institution=client.institution_id,
-            patient=user.id if user else None,
-            detail={"grant_type": request.payload.grant_type or "", "grant": grant_id,
-                    "scope": token["scope"], "jti": issue.jti,
-                    "refresh": int("refresh_token" in token)}))
+    client_id = client.get_client_id()
+    jkt = g.get("authz_dpop_jkt")
+    subject = issue.subject or (pairwise_sub(user.id, client.institution_id) if user
+                                else client_id)
+    try:
+        with write(session):
+            claim_assertion(session, now)
+            grant_id = issue.grant_id
+            if grant_id is None:  # client credentials: the client is its own grant
+                grant_id = f"grt_{secrets.token_hex(8)}"
+                store.insert_grant(session, {
+                    "id": grant_id, "client_id": client_id, "account_id": None,
+                    "scope": token["scope"], "resource": issue.audience, "created_at": now})
+            store.insert_access_token(session, {
+                "jti": issue.jti, "grant_id": grant_id, "client_id": client_id,
+                "subject": subject, "scope": token["scope"], "audience": issue.audience,
+                "dpop_jkt": jkt, "issued_at": now,
+                "expires_at": now + timedelta(seconds=ACCESS_TOKEN_LIFETIME)})
+            if "refresh_token" in token:
+                store.insert_refresh_token(session, {
+                    "token_hash": token_hash(token["refresh_token"]), "grant_id": grant_id,
+                    "client_id": client_id, "generation": issue.refresh_generation + 1,
+                    "scope": token["scope"], "dpop_jkt": jkt, "issued_at": now,
+                    "expires_at": now + REFRESH_LIFETIME})
+            if user is not None:
+                # The consent engine resolves the pairwise sub an institution sends back.
+                store.remember_pairwise(session, client.institution_id, subject, user.id, now)
+            audit.record(session, audit.Event(
+                type="oauth.token_issued", actor=f"client:{client_id}",
+                client=client_id, institution=client.institution_id,
+                patient=user.id if user else None,
+                detail={"grant_type": request.payload.grant_type or "", "grant": grant_id,
+                        "scope": token["scope"], "jti": issue.jti,
+                        "refresh": int("refresh_token" in token)}), now=now)
+    except AssertionReplayed:
+        assertion_claimed()  # seen before: nothing to record
+        _audit_failure("oauth.client_authentication", client, "jti_replayed")
+        raise InvalidClientError(description=CLIENT_AUTH_FAILED) from None
+    assertion_claimed()
 
 
 # -- grants -------------------------------------------------------------------------------------
@@ -432,6 +571,7 @@ class CodeRecord:
 
 class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
     TOKEN_ENDPOINT_AUTH_METHODS = ["private_key_jwt", "none"]
+    _authz_code: CodeRecord | None = None  # the code this token request names, once found
 
     def save_authorization_code(self, code: str, request: Any) -> None:
         session = _session()
@@ -445,6 +585,7 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
             scope=getattr(request, "authz_scope", None) or request.payload.scope or "",
             nonce=data.get("nonce"),
             code_challenge=data["code_challenge"], code_challenge_method="S256",
+            dpop_jkt=getattr(request, "authz_dpop_jkt", None),
             expires_at=utcnow() + CODE_LIFETIME))
         # committed together with the grant by the authorization view's write()
 
@@ -465,16 +606,33 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
                 # RFC 6749 §4.1.2 / RFC 9700 §4.5: a replayed code revokes what it issued.
                 revoke_grant(session, grant, "code_replayed", now)
                 return None
-            if row.expires_at <= now:
+            if row.expires_at <= now or row.failed_attempts >= MAX_FAILED_EXCHANGES:
                 return None
-            row.used_at = now  # consumed here, atomically with the check, before tokens exist
-            session.flush()
+            # Not consumed yet: validate_token_request consumes it once every check passed,
+            # so a failed exchange is no "use" (docs/decisions.md, failed code exchange).
+        self._authz_code = CodeRecord(row, grant)
         issue = _current_issue()
         issue.grant_id, issue.granted_resources = grant.id, list(grant.resource or [_issuer()])
         issue.details = grant.authorization_details
         issue.auth = {"auth_time": int(grant.auth_time.timestamp()) if grant.auth_time else None,
                       "acr": grant.acr}
-        return CodeRecord(row, grant)
+        return self._authz_code
+
+    def validate_token_request(self) -> None:
+        """Authlib's checks (redirect URI, PKCE), then the DPoP key of RFC 9449 §10; the code
+        is consumed only when all of them passed, and each failure is counted and audited."""
+        self._authz_code = None
+        try:
+            super().validate_token_request()
+            record: CodeRecord = self.request.authorization_code
+            if record.row.dpop_jkt is not None and \
+                    record.row.dpop_jkt != g.get("authz_dpop_jkt"):
+                raise InvalidGrantError("the DPoP proof key does not match dpop_jkt")
+        except OAuth2Error as error:
+            if self._authz_code is not None:
+                _failed_exchange(self._authz_code, error)
+            raise
+        _consume(self.request.authorization_code)
 
     def delete_authorization_code(self, authorization_code: CodeRecord) -> None:
         pass  # consumed in query_authorization_code, kept (hash only) to detect replays
@@ -483,6 +641,42 @@ class CodeGrant(grants.AuthorizationCodeGrant):  # type: ignore[misc]
         if authorization_code.grant.account_id is None:
             return None
         return _session().get(Account, authorization_code.grant.account_id)
+
+
+def _failed_exchange(record: CodeRecord, error: OAuth2Error) -> None:
+    """Count a failed exchange of a real code (the code dies after a few) and audit it."""
+    session = _session()
+    code_hash, client_id = record.row.code_hash, record.row.client_id
+    grant_id, patient = record.grant.id, record.grant.account_id
+    with write(session):
+        attempts = session.execute(
+            update(AuthorizationCode).where(AuthorizationCode.code_hash == code_hash)
+            .values(failed_attempts=AuthorizationCode.failed_attempts + 1)
+            .returning(AuthorizationCode.failed_attempts)
+            .execution_options(synchronize_session=False)).scalar_one_or_none()
+        audit.record(session, audit.Event(
+            type="oauth.code_exchange", actor=f"client:{client_id}", outcome="failure",
+            reason=str(error.error)[:64], client=client_id, patient=patient,
+            detail={"grant": grant_id, "attempt": attempts or 0}))
+
+
+def _consume(record: CodeRecord) -> None:
+    """Single use (RFC 6749 §4.1.2): mark the code used, atomically; losing a concurrent
+    exchange of the same code is a replay, and revokes the grant."""
+    session = _session()
+    now = utcnow()
+    with write(session):
+        consumed = session.execute(
+            update(AuthorizationCode)
+            .where(AuthorizationCode.code_hash == record.row.code_hash,
+                   AuthorizationCode.used_at.is_(None))
+            .values(used_at=now))
+        if getattr(consumed, "rowcount", 0) != 1:
+            grant = session.get(Grant, record.grant.id)
+            if grant is not None:
+                revoke_grant(session, grant, "code_replayed", now)
+    if getattr(consumed, "rowcount", 0) != 1:
+        raise InvalidGrantError("Invalid 'code' in request.")
 
 
 class RefreshGrant(grants.RefreshTokenGrant):  # type: ignore[misc]
@@ -594,10 +788,27 @@ class IdToken(OpenIDCode):  # type: ignore[misc]
             claims.update({k: v for k, v in {
                 "nonce": code.get_nonce(), "auth_time": code.get_auth_time(),
                 "acr": code.get_acr(), "amr": code.get_amr()}.items() if v is not None})
+        if code is not None and code.grant.claims_request is not None:
+            claims.update(_requested_id_token_claims(code, request.user))
         half = create_half_hash(token["access_token"], "ES256")
         if half is not None:
             claims["at_hash"] = half.decode()
         return signing.sign(_session(), _kek(), claims, "JWT")
+
+
+def _requested_id_token_claims(code: CodeRecord, user: Account) -> dict[str, Any]:
+    """OIDC Core §5.5: the person's claims the ``claims`` request asks for in the ID token."""
+    from authz.oauth.userinfo import released_claims
+
+    request = (code.grant.claims_request or {}).get("id_token")
+    if not isinstance(request, dict):
+        return {}
+    issuer = _issuer()
+    framework = current_app.config["AUTHZ_JPKI_TRUST_FRAMEWORK"] or \
+        f"{issuer}/trust-frameworks/jpki-sim"
+    return released_claims(_session(), user, IdentityKeys.from_kek(_kek()),
+                           scopes=code.get_scope().split(), request=request,
+                           trust_framework=framework)
 
 
 class Issuer(IssuerParameter):  # type: ignore[misc]

@@ -1,16 +1,112 @@
-"""Grant-wide operations shared by the token endpoint, revocation and (later) consent."""
+"""OAuth storage: grant-wide operations, and the hot-path statements of the token endpoint
+and introspection.
+
+The hot path uses table-level (Core) statements built once at import, executed on the
+session's connection: an ORM ``session.get``/``add``/``flush`` or a statement built per call
+cost several times the SQL itself (docs/decisions.md, "Token endpoint and introspection").
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
+from typing import Any
+from typing import cast
 
+from sqlalchemy import Row
+from sqlalchemy import Table
+from sqlalchemy import bindparam
+from sqlalchemy import select
 from sqlalchemy import update
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Session
 
 from authz import audit
+from authz.consent.models import PairwiseSubject
+from authz.database import dialect_name
 from authz.oauth.models import AccessToken
 from authz.oauth.models import Grant
 from authz.oauth.models import RefreshToken
+from authz.registry.models import Client
+
+GRANTS = cast(Table, Grant.__table__)
+ACCESS_TOKENS = cast(Table, AccessToken.__table__)
+REFRESH_TOKENS = cast(Table, RefreshToken.__table__)
+CLIENTS = cast(Table, Client.__table__)
+PAIRWISE = cast(Table, PairwiseSubject.__table__)
+
+CLIENT_BY_ID = select(
+    CLIENTS.c.client_id, CLIENTS.c.institution_id, CLIENTS.c.name, CLIENTS.c.auth_method,
+    CLIENTS.c.redirect_uris, CLIENTS.c.scopes, CLIENTS.c.jwks, CLIENTS.c.resource_uri,
+    CLIENTS.c.require_par, CLIENTS.c.dpop_bound, CLIENTS.c.enabled,
+).where(CLIENTS.c.client_id == bindparam("client_id"))
+RESOURCE_SERVER = select(CLIENTS.c.client_id).where(
+    CLIENTS.c.resource_uri == bindparam("uri"), CLIENTS.c.enabled.is_(True)).limit(1)
+# Introspection: the token and the grant behind it, one indexed lookup (primary keys).
+TOKEN_AND_GRANT = select(
+    ACCESS_TOKENS.c.client_id, ACCESS_TOKENS.c.grant_id, ACCESS_TOKENS.c.expires_at,
+    ACCESS_TOKENS.c.revoked_at, GRANTS.c.id.label("grant_found"),
+    GRANTS.c.revoked_at.label("grant_revoked_at"),
+).select_from(ACCESS_TOKENS.outerjoin(GRANTS, GRANTS.c.id == ACCESS_TOKENS.c.grant_id)
+              ).where(ACCESS_TOKENS.c.jti == bindparam("jti"))
+
+
+def _pairwise_statement(dialect: Any) -> Any:
+    return dialect.insert(PAIRWISE).on_conflict_do_nothing(
+        index_elements=[PAIRWISE.c.institution_id, PAIRWISE.c.sub])
+
+
+_REMEMBER_PAIRWISE = {"postgresql": _pairwise_statement(postgresql),
+                      "sqlite": _pairwise_statement(sqlite)}
+
+
+def client_row(session: Session, client_id: str) -> Row[*tuple[Any, ...]] | None:
+    """The registered client's columns (enabled or not), read on every request: no cache."""
+    return session.connection().execute(CLIENT_BY_ID, {"client_id": client_id}).first()
+
+
+def resource_server_exists(session: Session, uri: str) -> bool:
+    """Whether an enabled client answers for the RFC 8707 resource ``uri``."""
+    return session.connection().execute(RESOURCE_SERVER, {"uri": uri}).first() is not None
+
+
+def insert_grant(session: Session, values: Mapping[str, Any]) -> None:
+    session.connection().execute(GRANTS.insert(), dict(values))
+
+
+def insert_access_token(session: Session, values: Mapping[str, Any]) -> None:
+    session.connection().execute(ACCESS_TOKENS.insert(), dict(values))
+
+
+def insert_refresh_token(session: Session, values: Mapping[str, Any]) -> None:
+    session.connection().execute(REFRESH_TOKENS.insert(), dict(values))
+
+
+def remember_pairwise(session: Session, institution_id: str, sub: str, account_id: str,
+                      now: datetime) -> None:
+    """Record which account a pairwise ``sub`` names for an institution; idempotent.
+
+    ``INSERT ... ON CONFLICT DO NOTHING``: concurrent first tokens for the same patient and
+    institution both succeed, and the row is written once.
+    """
+    statement = _REMEMBER_PAIRWISE[
+        "postgresql" if dialect_name(session) == "postgresql" else "sqlite"]
+    session.connection().execute(statement, {
+        "institution_id": institution_id, "sub": sub, "account_id": account_id,
+        "created_at": now})
+
+
+def live_access_token(session: Session, jti: str, now: datetime) -> str | None:
+    """The client id of a recorded, unexpired, unrevoked access token whose grant (if any)
+    still stands; None otherwise. One primary-key lookup joining token and grant."""
+    row = session.connection().execute(TOKEN_AND_GRANT, {"jti": jti}).first()
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None
+    if row.grant_id is not None and (row.grant_found is None
+                                     or row.grant_revoked_at is not None):
+        return None
+    return str(row.client_id)
 
 
 def revoke_grant(session: Session, grant: Grant, reason: str, now: datetime) -> None:

@@ -64,5 +64,7 @@ class Client(Base):
                 "name": self.name, "auth_method": self.auth_method,
                 "redirect_uris": list(self.redirect_uris), "scopes": list(self.scopes),
                 "jwks": self.jwks, "resource_uri": self.resource_uri, "enabled": self.enabled,
-                "require_par": self.require_par, "dpop_bound": self.dpop_bound,
+                # RFC 9126 §6 and RFC 9449 §5.2 client metadata names
+                "require_pushed_authorization_requests": bool(self.require_par),
+                "dpop_bound_access_tokens": bool(self.dpop_bound),
                 "created_at": self.created_at.isoformat()}

@@ -40,6 +40,8 @@ class ClientSpec:
     jwks: str | bytes | None = None
     client_id: str | None = None
     resource_uri: str | None = None
+    require_par: bool = False  # RFC 9126 §6 require_pushed_authorization_requests
+    dpop_bound: bool = False  # RFC 9449 §5.2 dpop_bound_access_tokens
     extra: dict[str, str] = field(default_factory=dict)
 
 
@@ -109,6 +111,9 @@ def add_client(session: Session, spec: ClientSpec, *, actor: str) -> Client:
                                         institution_type=institution.type)
             if not uris and "openid" in scopes:
                 raise InvalidInput("a client with the openid scope needs a redirect URI")
+            if spec.require_par and not uris:
+                raise InvalidInput("--require-par needs a client with a redirect URI"
+                                   " (it concerns authorization requests)")
             resource = rules.check_resource_uri(spec.resource_uri,
                                                 institution_type=institution.type)
             if _client_id_taken(session, client_id):
@@ -118,13 +123,17 @@ def add_client(session: Session, spec: ClientSpec, *, actor: str) -> Client:
                 raise Conflict(f"resource URI {resource!r} is already registered")
             client = Client(client_id=client_id, institution_id=institution.id, name=name,
                             auth_method=method, redirect_uris=uris, jwks=jwks, scopes=scopes,
-                            resource_uri=resource, enabled=True)
+                            resource_uri=resource, enabled=True,
+                            require_par=bool(spec.require_par),
+                            dpop_bound=bool(spec.dpop_bound))
             session.add(client)
             session.flush()
             audit.record(session, audit.Event(
                 type="registry.client_added", actor=actor, institution=institution.id,
                 client=client_id, detail={"auth_method": method, "scopes": scopes,
-                                          "redirect_uris": uris}))
+                                          "redirect_uris": uris,
+                                          "require_par": int(client.require_par),
+                                          "dpop_bound": int(client.dpop_bound)}))
     except IntegrityError:
         # PostgreSQL: a concurrent registration of the same client id won the race.
         raise taken from None

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+from typing import Protocol
 from urllib.parse import urlsplit
 
 from authz.config import is_loopback_host
@@ -61,16 +62,28 @@ def b64url(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
+class Transport(Protocol):
+    """How the card app reaches the link: ``GET`` the challenge, ``POST`` a response."""
+
+    def get(self) -> dict[str, Any]: ...
+
+    def post(self, body: dict[str, str]) -> dict[str, Any]: ...
+
+
 def respond(card: VirtualCard, link: str, *, pin: str | None, password: str | None = None,
             uv: str = "pin", timeout: float = 10.0,
-            show: Callable[[str], None] = print) -> str:
-    """Run the card flow against ``link``; returns ``accepted`` or raises CardAppError."""
+            show: Callable[[str], None] = print, transport: Transport | None = None) -> str:
+    """Run the card flow against ``link``; returns ``accepted`` or raises CardAppError.
+
+    ``transport`` replaces HTTP for a caller inside the service itself (the demo wallet): a
+    server never calls itself over HTTP (DESIGN 3).
+    """
     if uv not in UV_METHODS:
         raise CardAppError("--uv must be pin, face or fpt", 2)
     parts = urlsplit(link)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise CardAppError("the link must be an absolute http(s) URL", 2)
-    client = _Client(link, timeout)
+    client = transport if transport is not None else _Client(link, timeout)
     challenge = _challenge(client.get())
     if not link.startswith(challenge.audience.rstrip("/") + "/"):
         # The card signs for the audience it is shown; a link on another origin is a relay.

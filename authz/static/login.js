@@ -1,13 +1,14 @@
 // Poll this browser's card transaction; reload the login page once the card has answered.
+// The page works without this script: its "continue" button does the same by hand.
 (function () {
   "use strict";
   var section = document.getElementById("card-login");
   var status = document.getElementById("status");
   if (!section || !status) { return; }
   var url = section.getAttribute("data-status-url");
-  var messages = {
-    rejected: "カードの応答を受け付けられませんでした。ページを再読み込みしてやり直してください。 / The card response was refused. Reload the page to start again.",
-    expired: "有効期限が切れました。ページを再読み込みしてください。 / This login expired. Reload the page."
+  var messages = {  // translated on the page (data-rejected, data-expired)
+    rejected: status.getAttribute("data-rejected"),
+    expired: status.getAttribute("data-expired")
   };
   function poll() {
     fetch(url, {credentials: "same-origin", headers: {"Accept": "application/json"}})

@@ -39,15 +39,31 @@ def secure_page(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    response.headers["Referrer-Policy"] = "same-origin"
     return response
 
 
 def register_web(app: Flask) -> None:
     from authz.web import authorize
+    from authz.web import demo
     from authz.web import logout
     from authz.web import pages
+    from authz.web import portal
+    from authz.web.i18n import init_i18n
 
+    init_i18n(app)
     app.register_blueprint(pages.bp)
     app.register_blueprint(authorize.bp)
     app.register_blueprint(logout.bp)
+    app.register_blueprint(portal.bp)
+    app.register_blueprint(demo.bp)
     app.jinja_env.globals["csrf_token"] = csrf_token
+    app.jinja_env.globals["here"] = here
+
+
+def here() -> str:
+    """This page's address for the language switch to come back to (GET pages only)."""
+    if request.method != "GET":
+        return "/portal"
+    return request.full_path.rstrip("?")

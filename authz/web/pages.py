@@ -27,6 +27,7 @@ from authz.identity.models import Account
 from authz.identity.models import CardTransaction
 from authz.identity.models import LoginSession
 from authz.identity.models import Verification
+from authz.web import i18n
 from authz.web import require_csrf
 from authz.web import secure_page
 
@@ -46,6 +47,14 @@ def safe_next(value: str | None) -> str:
         if not parts.scheme and not parts.netloc:
             return value
     return url_for("web.account")
+
+
+def ui_lang(value: str | None) -> str:
+    """The page language, given ``ui_locales`` (OIDC Core §3.1.2.1, BCP 47 tags in order of
+    preference): see :mod:`authz.web.i18n` for the order. Both languages are shown on the login
+    and consent pages; this one first."""
+    i18n.request_language(i18n.pick(value))
+    return i18n.current()
 
 
 def current_login() -> LoginSession | None:
@@ -78,6 +87,7 @@ def login() -> Response | str:
     target = safe_next(request.args.get("next"))
     purpose = "proofing" if request.args.get("purpose") == "proofing" else "login"
     fresh = request.args.get("fresh") == "1"  # an authorization asked for a new card login
+    lang = ui_lang(request.args.get("lang"))
     if purpose == "login" and not fresh and current_login() is not None:
         return redirect(target)  # type: ignore[return-value]
     issuer = current_app.config["AUTHZ_ISSUER"]
@@ -103,7 +113,8 @@ def login() -> Response | str:
     link = transactions.card_link(txn, issuer)
     qr = segno.make(link, error="m").svg_inline(scale=4, title="QR code of the card link")
     return render_template("login.html", link=link, short_code=txn.short_code, txn_id=txn.id,
-                           qr=qr, expires_at=txn.expires_at, purpose=purpose, next=target)
+                           qr=qr, expires_at=txn.expires_at, purpose=purpose, next=target,
+                           lang=lang, lang_param=lang if "lang" in request.args else None)
 
 
 @bp.post("/logout")

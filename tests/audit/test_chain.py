@@ -109,8 +109,9 @@ def test_application_cannot_update_or_delete_audit_rows(db):
 @pytest.mark.parametrize(("sql", "bad_seq"), [
     # an edited record no longer matches its hash
     ("UPDATE audit_events SET record = :forged WHERE seq = 3", 3),
-    # edited record and recomputed hash: the next entry's link breaks
-    ("UPDATE audit_events SET record = :forged, hash = :forged_hash WHERE seq = 3", 4),
+    # edited record and recomputed hash: the next entry's link breaks, and since the entry
+    # after that still links to it, the edited one is named
+    ("UPDATE audit_events SET record = :forged, hash = :forged_hash WHERE seq = 3", 3),
     # a deleted entry leaves a gap
     ("DELETE FROM audit_events WHERE seq = 3", 3),
     # deleting the newest entry is caught by the chain head

@@ -26,6 +26,7 @@ class Holder:
     """A client's DPoP key, signing proofs like a real client library would."""
 
     def __init__(self) -> None:
+        self.nonce: str | None = None
         self.key = ec.generate_private_key(ec.SECP256R1())
         numbers = self.key.public_key().public_numbers()
         self.jwk = {"kty": "EC", "crv": "P-256", "x": b64(numbers.x.to_bytes(32, "big")),
@@ -35,11 +36,21 @@ class Holder:
               **overrides: object) -> str:
         claims: dict[str, object] = {"htm": method, "htu": url, "iat": int(time.time()),
                                      "jti": secrets.token_urlsafe(12)}
+        if self.nonce:
+            claims["nonce"] = self.nonce
         if access_token:
             claims["ath"] = b64(hashlib.sha256(access_token.encode()).digest())
         claims.update(overrides)
         return jwt.encode(claims, self.key, algorithm="ES256",
                           headers={"typ": "dpop+jwt", "jwk": self.jwk})
+
+    def ready(self, client) -> Holder:
+        """RFC 9449 §8: the first proof is answered use_dpop_nonce with a nonce to use."""
+        first = client.post("/oauth/token", headers={"DPoP": self.proof("POST", TOKEN_URL)},
+                            data={"grant_type": "client_credentials"})
+        assert first.get_json()["error"] == "use_dpop_nonce"
+        self.nonce = first.headers["DPoP-Nonce"]
+        return self
 
     @property
     def jkt(self) -> str:
@@ -62,8 +73,8 @@ def token_request(client, setup, code, verifier, proof):
 
 
 def test_dpop_bound_tokens_end_to_end(demo_app, logged_in, setup):
-    holder = Holder()
     client = demo_app.test_client()
+    holder = Holder().ready(client)
     code, verifier = code_for(logged_in, setup)
     response = token_request(client, setup, code, verifier, holder.proof("POST", TOKEN_URL))
     assert response.status_code == 200, response.get_json()
@@ -79,7 +90,7 @@ def test_dpop_bound_tokens_end_to_end(demo_app, logged_in, setup):
     as_bearer = client.get("/oauth/userinfo",
                            headers={"Authorization": f"Bearer {tokens['access_token']}"})
     assert as_bearer.status_code == 401
-    other = Holder()
+    other = Holder().ready(client)
     stolen = client.get("/oauth/userinfo", headers={
         "Authorization": f"DPoP {tokens['access_token']}",
         "DPoP": other.proof("GET", USERINFO_URL, tokens["access_token"])})
@@ -104,9 +115,9 @@ def test_dpop_bound_tokens_end_to_end(demo_app, logged_in, setup):
     {"iat": int(time.time()) + 3600},
 ])
 def test_bad_proofs_are_refused_and_nothing_is_issued(demo_app, logged_in, setup, mutation):
-    holder = Holder()
-    code, verifier = code_for(logged_in, setup)
     client = demo_app.test_client()
+    holder = Holder().ready(client)
+    code, verifier = code_for(logged_in, setup)
     response = token_request(client, setup, code, verifier,
                              holder.proof("POST", TOKEN_URL, **mutation))
     assert response.status_code == 400
@@ -117,9 +128,9 @@ def test_bad_proofs_are_refused_and_nothing_is_issued(demo_app, logged_in, setup
 
 
 def test_a_replayed_proof_is_refused(demo_app, logged_in, setup):
-    holder = Holder()
-    proof = holder.proof("POST", TOKEN_URL)
     client = demo_app.test_client()
+    holder = Holder().ready(client)
+    proof = holder.proof("POST", TOKEN_URL)
     code, verifier = code_for(logged_in, setup)
     assert token_request(client, setup, code, verifier, proof).status_code == 200
     code, verifier = code_for(logged_in, setup)
@@ -129,7 +140,7 @@ def test_a_replayed_proof_is_refused(demo_app, logged_in, setup):
 
 
 def test_two_dpop_headers_are_refused(demo_app, logged_in, setup):
-    holder = Holder()
+    holder = Holder().ready(demo_app.test_client())
     code, verifier = code_for(logged_in, setup)
     response = demo_app.test_client().post(
         "/oauth/token",
