@@ -15,18 +15,14 @@ from typing import Any
 
 from flask import current_app
 from flask import request
-from sqlalchemy import select
 
 from authz.database import utcnow
 from authz.database import write
 from authz.errors import AuthzError
 from authz.extensions import db
 from authz.oauth import dpop
-from authz.oauth.inspection import live_token
+from authz.oauth import store
 from authz.oauth.inspection import verified_claims
-from authz.oauth.models import Grant
-from authz.registry.models import Client
-from authz.registry.models import Institution
 
 
 class TokenError(AuthzError):
@@ -95,32 +91,21 @@ def require_token(*scopes: str) -> Caller:
     if bound != presented:
         # RFC 9449 §7.2: a bound token only with a proof of its key; an unbound one as Bearer.
         raise TokenError("invalid_token", "The token's key binding does not match.")
-    row = live_token(session, claims, now)
+    row = store.token_caller(session, str(claims.get("jti", "")), now)
     if row is None:
         raise TokenError("invalid_token", "The access token is revoked or expired.")
-    found = session.execute(
-        select(Client.enabled, Client.dpop_bound, Institution.id, Institution.type,
-               Institution.roles, Institution.emergency)
-        .join(Institution, Institution.id == Client.institution_id)
-        .where(Client.client_id == row.client_id)).one_or_none()
-    if found is None:
-        raise TokenError("invalid_token", "The client is disabled.")
-    if not found.enabled:
+    if not row.enabled:
         raise TokenError("invalid_token", "The client is disabled.",
-                         known=(row.client_id, found.id))
-    if found.dpop_bound and bound is None:
+                         known=(row.client_id, row.institution_id))
+    if row.dpop_bound and bound is None:
         raise TokenError("invalid_token", "This client must use DPoP-bound tokens.")
-    account_id = None
-    if row.grant_id is not None:
-        account_id = session.execute(
-            select(Grant.account_id).where(Grant.id == row.grant_id)).scalar_one_or_none()
     granted = frozenset(str(claims.get("scope", "")).split())
     missing = tuple(s for s in scopes if s not in granted)
     if missing:
-        raise InsufficientScope(missing, known=(row.client_id, found.id))
-    return Caller(client_id=row.client_id, institution_id=found.id,
-                  institution_type=found.type, institution_roles=tuple(found.roles),
-                  emergency=bool(found.emergency), account_id=account_id,
+        raise InsufficientScope(missing, known=(row.client_id, row.institution_id))
+    return Caller(client_id=row.client_id, institution_id=row.institution_id,
+                  institution_type=row.institution_type, institution_roles=tuple(row.roles),
+                  emergency=bool(row.emergency), account_id=row.account_id,
                   grant_id=row.grant_id, scopes=granted, jkt=bound, claims=claims)
 
 

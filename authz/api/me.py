@@ -133,9 +133,7 @@ def grant_consent() -> tuple[Response, int]:
                         "request_id": request_id()}),
         now=now, request_id=request_id(),
         pairwise=_pairwise(str(caller.account_id), institution_id))
-    institution = session.get(Institution, consent.institution_id) \
-        if consent.institution_id else None
-    return jsonify(consent_view(consent, institution, now)), 201
+    return jsonify(consent_view(consent, _grantee(session, consent), now)), 201
 
 
 def _pairwise(account_id: str, institution_id: str | None) -> str | None:
@@ -150,9 +148,7 @@ def show_consent(consent_id: str) -> Response:
     caller = _patient()
     session = db.session()
     consent = _own(session, caller, consent_id)
-    institution = session.get(Institution, consent.institution_id) \
-        if consent.institution_id else None
-    body = consent_view(consent, institution, utcnow())
+    body = consent_view(consent, _grantee(session, consent), utcnow())
     body["versions"] = [{"version": v.version, "change": v.change,
                          "recorded_at": _stamp(v.created_at)}
                         for v in service.versions(session, consent.id)]
@@ -218,9 +214,8 @@ def consent_fhir(consent_id: str) -> Response:
     caller = _patient()
     session = db.session()
     consent = _own(session, caller, consent_id)
-    institution = session.get(Institution, consent.institution_id) \
-        if consent.institution_id else None
-    resource = fhir.to_fhir(consent, institution, issuer=current_app.config["AUTHZ_ISSUER"],
+    resource = fhir.to_fhir(consent, _grantee(session, consent),
+                            issuer=current_app.config["AUTHZ_ISSUER"],
                             status=service.status_at(consent, utcnow()))
     response = jsonify(resource)
     response.mimetype = "application/fhir+json"
@@ -275,9 +270,12 @@ def _own(session: Any, caller: Caller, consent_id: str) -> Consent:
 
 
 def _view(session: Any, consent: Consent, now: datetime) -> Response:
-    institution = session.get(Institution, consent.institution_id) \
-        if consent.institution_id else None
-    return jsonify(consent_view(consent, institution, now))
+    return jsonify(consent_view(consent, _grantee(session, consent), now))
+
+
+def _grantee(session: Any, consent: Consent) -> Institution | None:
+    """The consent's institution (None for a deny directive naming every institution)."""
+    return session.get(Institution, consent.institution_id) if consent.institution_id else None
 
 
 def _institutions(session: Any, ids: Iterable[str | None]) -> dict[str, Institution]:

@@ -29,6 +29,7 @@ from authz.oauth.models import AccessToken
 from authz.oauth.models import Grant
 from authz.oauth.models import RefreshToken
 from authz.registry.models import Client
+from authz.registry.models import Institution
 
 GRANTS = cast(Table, Grant.__table__)
 ACCESS_TOKENS = cast(Table, AccessToken.__table__)
@@ -50,6 +51,35 @@ TOKEN_AND_GRANT = select(
     GRANTS.c.revoked_at.label("grant_revoked_at"),
 ).select_from(ACCESS_TOKENS.outerjoin(GRANTS, GRANTS.c.id == ACCESS_TOKENS.c.grant_id)
               ).where(ACCESS_TOKENS.c.jti == bindparam("jti"))
+
+
+INSTITUTIONS = cast(Table, Institution.__table__)
+# The caller behind an access token on the JSON API, in one lookup: token, its grant (and the
+# patient), the client and its institution.
+CALLER_OF_TOKEN = select(
+    ACCESS_TOKENS.c.client_id, ACCESS_TOKENS.c.grant_id, ACCESS_TOKENS.c.expires_at,
+    ACCESS_TOKENS.c.revoked_at, GRANTS.c.id.label("grant_found"),
+    GRANTS.c.revoked_at.label("grant_revoked_at"), GRANTS.c.account_id,
+    CLIENTS.c.enabled, CLIENTS.c.dpop_bound, INSTITUTIONS.c.id.label("institution_id"),
+    INSTITUTIONS.c.type.label("institution_type"), INSTITUTIONS.c.roles,
+    INSTITUTIONS.c.emergency,
+).select_from(
+    ACCESS_TOKENS.outerjoin(GRANTS, GRANTS.c.id == ACCESS_TOKENS.c.grant_id)
+    .join(CLIENTS, CLIENTS.c.client_id == ACCESS_TOKENS.c.client_id)
+    .join(INSTITUTIONS, INSTITUTIONS.c.id == CLIENTS.c.institution_id)
+).where(ACCESS_TOKENS.c.jti == bindparam("jti"))
+
+
+def token_caller(session: Session, jti: str, now: datetime) -> Row[*tuple[Any, ...]] | None:
+    """The caller row of a recorded, unexpired, unrevoked access token whose grant (if any)
+    still stands; None otherwise (one indexed lookup, read on every call: no cache)."""
+    row = session.connection().execute(CALLER_OF_TOKEN, {"jti": jti}).first()
+    if row is None or row.revoked_at is not None or row.expires_at <= now:
+        return None
+    if row.grant_id is not None and (row.grant_found is None
+                                     or row.grant_revoked_at is not None):
+        return None
+    return row
 
 
 def _pairwise_statement(dialect: Any) -> Any:
