@@ -97,9 +97,11 @@ def database_url(_template: Path | None, tmp_path: Path) -> Iterator[str]:
     """A migrated, empty database for this test."""
     from authz.oauth import inspection
     from authz.oauth import signing
+    from authz.policy import store as policy_store
 
     signing.forget()  # key caches must not outlive the keys of the last test
     inspection.forget_keys()
+    policy_store.forget()  # nor the active policy hash: PostgreSQL tests share one URL
     if PG_URL:
         reset_postgres(PG_URL)
         yield PG_URL

@@ -54,9 +54,9 @@ def check_problem(response, status, code, *, title=None):
 
 def check_unchanged(app, before, new_events):
     state, types = stored(app)
+    assert types[len(before[1]):] == new_events
     expected_state = {**before[0], "audit_events": before[0]["audit_events"] + len(new_events)}
     assert state == expected_state
-    assert types[len(before[1]):] == new_events
 
 
 @pytest.fixture
