@@ -38,6 +38,7 @@ DEMO_INSTITUTIONS = (
 DEMO_PATIENT = "acct_demo_patient"
 DEMO_PIN = "1234"
 DEMO_PASSWORD = "DEMO2026"  # noqa: S105 - the published password of a demo card
+AUDITOR_CARD = "kansa.json"
 
 
 @dataclass(frozen=True)
@@ -62,6 +63,9 @@ DEMO_CARDS = (
              "東京都千代田区見本町二丁目2番2号",
              "moved: first signature certificate revoked (affiliationChanged), new one issued",
              moved_to="大阪府大阪市北区見本町三丁目3番3号"),
+    DemoCard(AUDITOR_CARD, "見本\u3000監子", "1978-05-20", "female",
+             "東京都千代田区見本町四丁目4番4号",
+             "the demo auditor: logs in at /auditor (registered with `authz auditor add`)"),
 )
 
 
@@ -157,6 +161,25 @@ def issue_cards(instance: Path) -> list[tuple[Path, DemoCard]]:
                                password=card.password)
         cards.append((path, card))
     return cards
+
+
+def register_auditor(session: Session, cards: list[tuple[Path, DemoCard]]) -> None:
+    """Register the holder of the demo auditor card, as ``authz auditor add --card`` does."""
+    from authz.api.identity import verifier
+    from authz.audit import auditors
+    from authz.audit.models import Auditor
+    from authz.sim.card import AUTH_CERT
+    from authz.sim.card import VirtualCard
+
+    path = next(path for path, card in cards if card.file == AUDITOR_CARD)
+    resolver = verifier()
+    link = resolver.links.resolve(VirtualCard.load(path).certificate_der(AUTH_CERT),
+                                  resolver.audience)
+    known = session.execute(select(Auditor.id).where(
+        Auditor.person_link_id == link.person_link_id)).scalar_one_or_none()
+    session.rollback()
+    if known is None:
+        auditors.add(session, link.person_link_id, actor="system:demo")
 
 
 def describe(cards: list[tuple[Path, DemoCard]]) -> str:

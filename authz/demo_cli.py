@@ -27,6 +27,7 @@ from flask.testing import FlaskClient
 
 ISSUER = "http://127.0.0.1:8000"  # the demo's issuer; nothing listens there, all is in-process
 CARD = "hanako.json"
+ENGLISH = {"Accept-Language": "en"}  # the terminal story quotes the pages in English
 
 
 class StepFailed(Exception):
@@ -95,7 +96,7 @@ def _prepare(app: Flask) -> None:
         keys.ensure_keys(db.session(), app.config["AUTHZ_KEK_BYTES"])
         policy_store.ensure_bundled(db.session())
         demo.seed(db.session())
-        demo.issue_cards(Path(app.instance_path))
+        demo.register_auditor(db.session(), demo.issue_cards(Path(app.instance_path)))
         db.session.remove()
 
 
@@ -151,11 +152,6 @@ class Story:
 
     def login(self) -> None:
         """The clinic app sends the patient to log in; the demo card answers."""
-        from authz import demo
-        from authz.sim.card import VirtualCard
-        from authz.sim.cardapp import CardAppError
-        from authz.sim.cardapp import respond
-
         authorize = _path(self.clinic.authorization_url(self.pending))
         self.echo("  clinic app -> authorization request: code + PKCE S256, "
                   "health_record_access(treatment_visit: medication)")
@@ -164,17 +160,26 @@ class Story:
             raise StepFailed(f"the authorization endpoint did not ask for a login "
                              f"(HTTP {to_login.status_code})")
         self.login_path = _path(to_login.headers["Location"])
-        page = self.browser.get(self.login_path).get_data(as_text=True)
+        self._card_login(self.browser, self.login_path, CARD)
+        self.echo("  card app: accepted (login, then identity proofing with the signature key)")
+
+    def _card_login(self, browser: FlaskClient, login_path: str, card_file: str) -> None:
+        """The login page's card link, answered by the demo card ``card_file``."""
+        from authz import demo
+        from authz.sim.card import VirtualCard
+        from authz.sim.cardapp import CardAppError
+        from authz.sim.cardapp import respond
+
+        page = browser.get(login_path).get_data(as_text=True)
         link = _field(page, r'data-card-link="([^"]+)"', "card link")
         self.echo(f"  login page shows code {_field(page, r'id=.short-code.>([0-9]{6})<', 'code')}")
-        card = VirtualCard.load(Path(self.app.instance_path) / "demo-cards" / CARD)
+        card = VirtualCard.load(Path(self.app.instance_path) / "demo-cards" / card_file)
         try:
             respond(card, link, pin=demo.DEMO_PIN, password=demo.DEMO_PASSWORD,
-                    show=lambda line: self.echo(f"  card app ({CARD}): {line}"),
+                    show=lambda line: self.echo(f"  card app ({card_file}): {line}"),
                     transport=_CardLink(self.app, link))
         except CardAppError as error:
             raise StepFailed(f"the card answer was refused: {error}") from None
-        self.echo("  card app: accepted (login, then identity proofing with the signature key)")
 
     def consent(self) -> None:
         """The consent page: approve what it pre-selects (medication for the clinic)."""
@@ -273,22 +278,42 @@ class Story:
             raise StepFailed(f"expected a permitted then a denied read, found {outcomes}")
 
     def audit(self) -> None:
-        """Seal a checkpoint and verify the log as ``authz audit verify`` does."""
+        """The demo auditor logs in to the auditor console with their own card and verifies
+        the log there (a checkpoint is sealed first, as the service's job does every 5 s)."""
+        from authz import demo
         from authz.audit import checkpoints
-        from authz.audit.verify import verify_database
         from authz.extensions import db
 
         with self.app.app_context():
             sealed = checkpoints.seal(db.session(), self.app.config["AUTHZ_KEK_BYTES"],
                                       checkpoint_file=self.app.config[
                                           "AUTHZ_AUDIT_CHECKPOINT_FILE"])
-            verdict = verify_database(db.session())
             db.session.remove()
         if sealed is not None:
             self.echo(f"  signed checkpoint over {sealed.tree_size} entries")
-        self.echo(f"  {verdict.describe()}")
-        if not verdict.ok:
-            raise StepFailed(verdict.describe())
+        auditor = self.app.test_client()
+        to_login = auditor.get("/auditor")
+        if to_login.status_code != 302:
+            raise StepFailed(f"the auditor console did not ask for a login "
+                             f"(HTTP {to_login.status_code})")
+        login_path = _path(to_login.headers["Location"])
+        self._card_login(auditor, login_path, demo.AUDITOR_CARD)
+        console = auditor.get(_path(auditor.get(login_path).headers.get("Location", "/")))
+        if console.status_code != 200:
+            raise StepFailed(f"the auditor console refused the demo auditor "
+                             f"(HTTP {console.status_code})")
+        verified = auditor.post("/auditor/verify", headers={"Origin": ISSUER, **ENGLISH},
+                                data={"csrf": _csrf(console.get_data(as_text=True))})
+        body = verified.get_data(as_text=True)
+        verdict = re.search(r'id="audit-verdict" data-ok="(true|false)">(.*?)</div>', body,
+                            re.S)
+        if verified.status_code != 200 or verdict is None:
+            raise StepFailed(f"the console's verification answered HTTP "
+                             f"{verified.status_code}")
+        said = " ".join(re.sub(r"<[^>]+>", " ", verdict.group(2)).split())
+        self.echo(f"  auditor console ({demo.AUDITOR_CARD}): {said}")
+        if verdict.group(1) != "true":
+            raise StepFailed(said)
 
 
 STEPS: tuple[tuple[str, str], ...] = (
@@ -298,7 +323,7 @@ STEPS: tuple[tuple[str, str], ...] = (
     ("revoke", "the patient revokes the consent in the portal"),
     ("second_read", "the clinic reads again: deny"),
     ("history", "the access history shows both reads"),
-    ("audit", "the auditor verifies the audit log"),
+    ("audit", "the auditor logs in to the auditor console and verifies the audit log"),
 )
 
 

@@ -36,6 +36,7 @@ def prepare(app: Flask) -> None:
 
                 demo.seed(db.session())
                 cards = demo.issue_cards(Path(app.instance_path))
+                demo.register_auditor(db.session(), cards)
                 print(demo.describe(cards), file=sys.stderr, flush=True)  # noqa: T201
         db.session.remove()
         # Forked workers must not inherit this process's connections (SQLite forbids carrying

@@ -124,6 +124,16 @@ def listing(session: Session, *, after: int = 0, limit: int = 100) -> list[Check
     return [Checkpoint.from_row(r) for r in rows]
 
 
+def newest(session: Session, *, before: int | None = None, limit: int = 100) -> list[Checkpoint]:
+    """Checkpoints newest first, those below tree size ``before`` when given."""
+    statement = select(AuditCheckpoint)
+    if before is not None:
+        statement = statement.where(AuditCheckpoint.tree_size < before)
+    rows = session.execute(statement.order_by(AuditCheckpoint.tree_size.desc())
+                           .limit(limit)).scalars()
+    return [Checkpoint.from_row(r) for r in rows]
+
+
 def all_checkpoints(session: Session) -> list[Checkpoint]:
     rows = session.execute(select(AuditCheckpoint).order_by(AuditCheckpoint.tree_size)).scalars()
     return [Checkpoint.from_row(r) for r in rows]

@@ -35,6 +35,25 @@ def require_csrf() -> None:
         abort(400, "The form expired; reload the page and try again.")
 
 
+def form_refusal() -> tuple[str, str, int] | None:
+    """Why a POSTed page form is refused, as (reason, message, status); None when it came from
+    this origin with the session's CSRF token. Each blueprint turns it into its refusal page."""
+    from flask_babel import gettext
+
+    from authz.errors import AuthzError
+
+    try:
+        browser.require_same_origin()
+    except AuthzError:
+        return ("cross_site", gettext("This form was sent from another site; nothing was "
+                                      "changed."), 403)
+    sent = request.form.get("csrf", "")
+    if not hmac.compare_digest(sent.encode(), csrf_token().encode()):
+        return ("csrf", gettext("This form has expired or was not sent from this page; "
+                                "nothing was changed. Reload the page and try again."), 400)
+    return None
+
+
 def secure_page(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Frame-Options"] = "DENY"
@@ -45,6 +64,7 @@ def secure_page(response: Response) -> Response:
 
 
 def register_web(app: Flask) -> None:
+    from authz.web import auditor
     from authz.web import authorize
     from authz.web import demo
     from authz.web import logout
@@ -57,6 +77,7 @@ def register_web(app: Flask) -> None:
     app.register_blueprint(authorize.bp)
     app.register_blueprint(logout.bp)
     app.register_blueprint(portal.bp)
+    app.register_blueprint(auditor.bp)
     app.register_blueprint(demo.bp)
     app.jinja_env.globals["csrf_token"] = csrf_token
     app.jinja_env.globals["here"] = here
@@ -65,5 +86,5 @@ def register_web(app: Flask) -> None:
 def here() -> str:
     """This page's address for the language switch to come back to (GET pages only)."""
     if request.method != "GET":
-        return "/portal"
+        return "/auditor" if request.blueprint == "auditor" else "/portal"
     return request.full_path.rstrip("?")

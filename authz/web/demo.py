@@ -21,6 +21,7 @@ from flask import current_app
 from flask import redirect
 from flask import render_template
 from flask import request
+from flask_babel import gettext
 from itsdangerous import BadSignature
 from itsdangerous import URLSafeSerializer
 
@@ -75,14 +76,14 @@ def _txn_of(link: str) -> tuple[str, str]:
     issuer = current_app.config["AUTHZ_ISSUER"].rstrip("/")
     if len(link) > MAX_LINK or not link.isascii() or not link.isprintable() \
             or not link.startswith(issuer + "/jpki/transactions/"):
-        raise CardAppError("this is not a card link of this service")
+        raise CardAppError(gettext("this is not a card link of this service"))
     parts = urlsplit(link)
     match = re.fullmatch(r"/jpki/transactions/([^/]+)/card", parts.path[len(urlsplit(
         issuer).path):])
     codes = parse_qs(parts.query).get("code", [])
     if match is None or not _TXN.fullmatch(match.group(1)) or len(codes) != 1 \
             or not re.fullmatch(r"[0-9]{6}", codes[0]):
-        raise CardAppError("this is not a card link of this service")
+        raise CardAppError(gettext("this is not a card link of this service"))
     return match.group(1), codes[0]
 
 
@@ -99,15 +100,15 @@ class _InProcess:
                 db.session(), self.txn_id, self.code, service_name=config["AUTHZ_SERVICE_NAME"],
                 audience=config["AUTHZ_ISSUER"], request_id=request_id())
         except AuthzError:
-            raise CardAppError("the link is unknown, expired or already used") from None
+            raise CardAppError(gettext("the link is unknown, expired or already used")) from None
 
     def post(self, body: dict[str, str]) -> dict[str, Any]:
         try:
             outcome = transactions.respond(db.session(), verifier(), self.txn_id, self.code,
                                            body, request_id=request_id())
         except AuthzError as error:
-            raise CardAppError(f"the service refused the response: {error.description}") \
-                from None
+            raise CardAppError(gettext("the service refused the response: %(reason)s",
+                                       reason=error.description)) from None
         return outcome.to_dict()
 
 
@@ -144,7 +145,7 @@ def wallet_sign() -> str | tuple[str, int]:
     lines: list[str] = []
     try:
         if chosen not in cards:
-            raise CardAppError("choose one of the demo cards")
+            raise CardAppError(gettext("choose one of the demo cards"))
         transport = _InProcess(link)
         card = VirtualCard.load(Path(current_app.instance_path) / "demo-cards" / chosen)
         pin = request.form.get("pin", "")
@@ -165,8 +166,8 @@ def _clinic() -> ClinicApp:
     issuer = current_app.config["AUTHZ_ISSUER"]
     clients = demo.ensure_clinic_app(db.session(), issuer, Path(current_app.instance_path))
     if clients is None:
-        raise ClinicError("the demo clinic is not registered: start the service with"
-                          " AUTHZ_DEMO=1 (make run)")
+        raise ClinicError(gettext("the demo clinic is not registered: start the service with"
+                                  " AUTHZ_DEMO=1 (make run)"))
     return ClinicApp(clients, issuer, wsgi_call(current_app._get_current_object(),  # type: ignore[attr-defined]
                                                 issuer))
 
@@ -225,8 +226,9 @@ def clinic_callback() -> Response:
     """The authorization response: redeem the code, keep the pairwise sub, read once."""
     pending = Pending.from_dict(_clinic_state().get("pending"))
     if pending is None:
-        return _clinic_page(400, error="This sign-in is not in progress (already finished, or"
-                                       " started in another browser). Start again.")
+        return _clinic_page(400, error=gettext("This sign-in is not in progress (already"
+                                               " finished, or started in another browser)."
+                                               " Start again."))
     try:
         app = _clinic()
         sub = app.finish(pending, request.args.to_dict())
@@ -242,20 +244,10 @@ def clinic_read() -> Response:
     require_csrf()
     sub = _clinic_state().get("sub")
     if not isinstance(sub, str):
-        return _clinic_page(400, error="The clinic does not know a patient yet: sign in first.")
+        return _clinic_page(400, error=gettext("The clinic does not know a patient yet: sign in"
+                                               " first."))
     try:
         reading = _clinic().read(sub)
     except ClinicError as error:
         return _clinic_page(400, error=str(error))
     return _clinic_page(reading=reading)
-
-
-# -- the auditor's step --------------------------------------------------------------------------
-
-@bp.get("/demo/audit")
-def audit_check() -> str:
-    """Verify the audit log as ``authz audit verify`` does; counts only, no record content."""
-    from authz.audit.verify import verify_database
-
-    verdict = verify_database(db.session())
-    return render_template("demo/audit.html", verdict=verdict)

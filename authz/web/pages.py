@@ -114,7 +114,8 @@ def login() -> Response | str:
     qr = segno.make(link, error="m").svg_inline(scale=4, title="QR code of the card link")
     return render_template("login.html", link=link, short_code=txn.short_code, txn_id=txn.id,
                            qr=qr, expires_at=txn.expires_at, purpose=purpose, next=target,
-                           lang=lang, lang_param=lang if "lang" in request.args else None)
+                           lang=lang, lang_param=lang if "lang" in request.args else None,
+                           fresh="1" if fresh else None)
 
 
 @bp.post("/logout")

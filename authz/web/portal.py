@@ -9,7 +9,6 @@ detected, not applied. Refused changes show a clear page, change nothing and are
 
 from __future__ import annotations
 
-import hmac
 import logging
 import unicodedata
 from collections.abc import Callable
@@ -41,7 +40,6 @@ from sqlalchemy import select
 from werkzeug.exceptions import HTTPException
 
 from authz import audit
-from authz.api import browser
 from authz.api.context import request_id
 from authz.api.me import consent_view
 from authz.consent import fhir
@@ -69,6 +67,7 @@ from authz.policy import store as policy_store
 from authz.registry.models import Client
 from authz.registry.models import Institution
 from authz.web import csrf_token
+from authz.web import form_refusal
 from authz.web import secure_page
 from authz.web.i18n import TIMEZONE
 from authz.web.pages import current_login
@@ -178,15 +177,9 @@ def _http_error(error: HTTPException) -> tuple[str, int]:
 
 def _check_csrf() -> None:
     """Every portal form: this origin and the session's token, else refused and audited."""
-    try:
-        browser.require_same_origin()
-    except AuthzError:
-        raise Refused("cross_site", _("This form was sent from another site; nothing was "
-                                      "changed."), 403) from None
-    sent = request.form.get("csrf", "")
-    if not hmac.compare_digest(sent.encode(), csrf_token().encode()):
-        raise Refused("csrf", _("This form has expired or was not sent from this page; "
-                                "nothing was changed. Reload the page and try again."), 400)
+    problem = form_refusal()
+    if problem is not None:
+        raise Refused(*problem)
 
 
 def _field(name: str, *, required: bool = True) -> str:

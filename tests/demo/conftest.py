@@ -24,7 +24,7 @@ def seeded(demo_app):
         keys.ensure_keys(session, demo_app.config["AUTHZ_KEK_BYTES"])
         policy_store.ensure_bundled(session)
         demo.seed(session)
-        demo.issue_cards(Path(demo_app.instance_path))
+        demo.register_auditor(session, demo.issue_cards(Path(demo_app.instance_path)))
         flask_db.session.remove()
     return demo_app
 

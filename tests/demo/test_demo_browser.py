@@ -13,6 +13,7 @@ from playwright.sync_api import sync_playwright
 from test_serve import serving
 from tests_support import free_port
 
+from authz.demo import AUDITOR_CARD
 from authz.demo import DEMO_PASSWORD
 from authz.demo import DEMO_PIN
 
@@ -79,5 +80,16 @@ def test_the_demo_story_in_one_browser(base: str, page: Page) -> None:
     page.goto(base + "/portal/history")
     body = page.content()
     assert len(re.findall("デモ内科クリニック", body)) >= 2
-    page.goto(base + "/demo/audit")
+    page.goto(base + "/auditor")  # the patient is no auditor: log in with the auditor's card
+    page.locator("#auditor-login").click()
+    page.locator("#demo-wallet").click()
+    page.locator(f"input[name=card][value='{AUDITOR_CARD}']").check()
+    page.locator("#pin").fill(DEMO_PIN)
+    page.locator("#password").fill(DEMO_PASSWORD)
+    page.locator(".wallet-form button[type=submit]").click()
+    expect(page.locator("#wallet-result")).to_have_attribute("data-result", "accepted")
+    page.locator("#wallet-back").click()
+    page.wait_for_url(re.compile(r".*/auditor/?$"))
+    page.get_by_role("button", name=re.compile("今すぐ検証|Verify now")).click()
     expect(page.locator("#audit-verdict")).to_have_attribute("data-ok", "true")
+    _shot(page, "demo-auditor")

@@ -16,7 +16,7 @@ def test_authz_demo_runs_every_step(tmp_path, monkeypatch):
     assert [s.split("]")[0] for s in steps] == [f"[{n}/8" for n in range(1, 9)]
     assert "medication permit (consent)" in result.output
     assert "medication deny (no_consent)" in result.output
-    assert "audit chain intact" in result.output
+    assert "auditor console (kansa.json): Intact: no alteration found" in result.output
     assert lines[-1] == "demo story complete: every step did what it should"
 
 

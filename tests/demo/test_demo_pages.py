@@ -1,4 +1,4 @@
-"""The clickable demo story through the test client: wallet, clinic app, portal, audit check."""
+"""The clickable demo story through the test client: wallet, clinic app, portal, auditor console."""
 
 from __future__ import annotations
 
@@ -26,7 +26,7 @@ def _decision(page) -> str:
     return re.search(r'data-decision="(\w+)"', page.get_data(as_text=True)).group(1)
 
 
-def _login_through_wallet(browser, login_page):
+def _login_through_wallet(browser, login_page, card="hanako.json"):
     """The login page's wallet link, the PIN form, back to the login page."""
     body = login_page.get_data(as_text=True)
     wallet_href = re.search(r'id="demo-wallet" href="([^"]+)"', body).group(1)
@@ -36,7 +36,7 @@ def _login_through_wallet(browser, login_page):
     assert f'id="wallet-code">{code}<' in wallet.get_data(as_text=True)
     back = re.search(r'name="back" value="([^"]+)"', wallet.get_data(as_text=True)).group(1)
     signed = browser.post("/demo/wallet", headers=ORIGIN, data={
-        "csrf": csrf(wallet), "link": card_link(login_page), "card": "hanako.json",
+        "csrf": csrf(wallet), "link": card_link(login_page), "card": card,
         "pin": demo.DEMO_PIN, "password": demo.DEMO_PASSWORD,
         "back": back.replace("&amp;", "&")})
     assert signed.status_code == 200, signed.get_data(as_text=True)
@@ -71,7 +71,7 @@ def test_the_whole_story_clicks_through(seeded):
     browser = seeded.test_client()
     landing = browser.get("/")
     assert landing.status_code == 200
-    for href in ("/demo/clinic", "/demo/wallet", "/portal", "/demo/audit"):
+    for href in ("/demo/clinic", "/demo/wallet", "/portal", "/auditor"):
         assert f'href="{href}' in landing.get_data(as_text=True)
 
     clinic = browser.get("/demo/clinic")
@@ -121,5 +121,15 @@ def test_the_whole_story_clicks_through(seeded):
     assert history.status_code == 200
     reads = _clinic_reads(seeded, consent_id)
     assert [r["outcome"] for r in reads] == ["deny", "permit"]  # newest first
-    audit = browser.get("/demo/audit")
-    assert audit.status_code == 200 and 'data-ok="true"' in audit.get_data(as_text=True)
+    # the patient is no auditor: the console offers a login with an auditor's card
+    refused = browser.get("/auditor")
+    assert refused.status_code == 403
+    login_href = re.search(r'id="auditor-login" href="([^"]+)"',
+                           refused.get_data(as_text=True)).group(1).replace("&amp;", "&")
+    login_page = browser.get(login_href)
+    back = _login_through_wallet(browser, login_page, card=demo.AUDITOR_CARD)
+    assert browser.get(back).headers["Location"] == "/auditor/"
+    console = browser.get("/auditor")
+    assert console.status_code == 200
+    verified = browser.post("/auditor/verify", headers=ORIGIN, data={"csrf": csrf(console)})
+    assert 'id="audit-verdict" data-ok="true"' in verified.get_data(as_text=True)

@@ -18,8 +18,7 @@ from authz.identity.models import CardTransaction
 from authz.sim.card import AUTH_PIN
 from authz.sim.card import VirtualCard
 
-DEMO_PAGES = ("/demo/wallet", "/demo/clinic", "/demo/clinic/callback?state=x&code=y",
-              "/demo/audit")
+DEMO_PAGES = ("/demo/wallet", "/demo/clinic", "/demo/clinic/callback?state=x&code=y")
 
 
 @pytest.mark.parametrize("path", DEMO_PAGES)
@@ -40,11 +39,18 @@ def test_the_root_is_a_short_service_page_outside_demo_mode(client):
     assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
 
 
-@pytest.mark.parametrize("path", ["/", *DEMO_PAGES[:2], "/demo/audit"])
+@pytest.mark.parametrize("path", ["/", *DEMO_PAGES[:2]])
 def test_demo_pages_answer_in_demo_mode(seeded, path):
     page = seeded.test_client().get(path)
     assert page.status_code == 200
     assert page.headers["X-Frame-Options"] == "DENY"
+
+
+def _english(app):
+    """A browser that asks for English: the refusals below are matched in English words."""
+    browser = app.test_client()
+    browser.environ_base["HTTP_ACCEPT_LANGUAGE"] = "en"
+    return browser
 
 
 def _login_page(browser):
@@ -122,7 +128,7 @@ def test_a_wrong_pin_is_refused_with_the_tries_left(seeded):
      "not a card link"),
 ])
 def test_the_wallet_refuses_bad_input_clearly(seeded, card, link, message):
-    browser = seeded.test_client()
+    browser = _english(seeded)
     page = _login_page(browser)
     wallet = browser.get("/demo/wallet")
     answer = browser.post("/demo/wallet", headers=ORIGIN, data={
@@ -134,8 +140,19 @@ def test_the_wallet_refuses_bad_input_clearly(seeded, card, link, message):
     assert _tries(seeded) == 3
 
 
+def test_a_refusal_is_in_the_page_language(seeded):
+    browser = seeded.test_client()  # no Accept-Language: Japanese, the default
+    page = _login_page(browser)
+    wallet = browser.get("/demo/wallet")
+    answer = browser.post("/demo/wallet", headers=ORIGIN, data={
+        "csrf": csrf(wallet), "link": card_link(page), "card": "../secret_key",
+        "pin": demo.DEMO_PIN})
+    assert answer.status_code == 400
+    assert "署名できませんでした：デモ用カードを一つ選んでください" in answer.get_data(as_text=True)
+
+
 def test_a_used_link_shows_a_clear_message_in_the_wallet(seeded):
-    browser = seeded.test_client()
+    browser = _english(seeded)
     page = _login_page(browser)
     wallet = browser.get("/demo/wallet", query_string={"link": card_link(page)})
     assert re.search(r'id="wallet-code">\d{6}<', wallet.get_data(as_text=True))
@@ -162,7 +179,7 @@ def test_the_clinic_callback_refuses_a_forged_state(seeded):
 
 
 def test_the_clinic_refuses_reads_before_sign_in_and_without_token(seeded):
-    browser = seeded.test_client()
+    browser = _english(seeded)
     clinic = browser.get("/demo/clinic")
     assert browser.post("/demo/clinic/read", headers=ORIGIN,
                         data={"csrf": "forged"}).status_code == 400
@@ -173,7 +190,7 @@ def test_the_clinic_refuses_reads_before_sign_in_and_without_token(seeded):
 
 
 def test_a_forged_clinic_cookie_is_ignored(seeded):
-    browser = seeded.test_client()
+    browser = _english(seeded)
     browser.set_cookie("demo_clinic", "eyJzdWIiOiJ4In0.forged", path="/demo/clinic")
     clinic = browser.get("/demo/clinic")
     answer = browser.post("/demo/clinic/read", headers=ORIGIN, data={"csrf": csrf(clinic)})
@@ -181,7 +198,7 @@ def test_a_forged_clinic_cookie_is_ignored(seeded):
 
 
 def test_the_clinic_app_explains_when_the_demo_was_not_seeded(demo_app):
-    browser = demo_app.test_client()
+    browser = _english(demo_app)
     clinic = browser.get("/demo/clinic")
     answer = browser.post("/demo/clinic/start", headers=ORIGIN, data={"csrf": csrf(clinic)})
     assert answer.status_code == 503
