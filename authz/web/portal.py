@@ -123,7 +123,7 @@ def patient_page(view: View) -> View:
             return view(*args, **kwargs)
         except _LoginNeeded:
             if request.method == "GET":
-                return redirect(url_for("web.login", next=request.path))
+                return redirect(url_for("web.login", next=request.full_path.rstrip("?")))
             # A form from a login that has ended: nobody to attribute it to, so it is logged
             # (DESIGN 6: unauthenticated noise stays out of the audit log).
             log.info("portal form without a login", extra={"code": "login_required"})

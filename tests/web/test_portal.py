@@ -195,3 +195,13 @@ def test_another_patients_consent_is_not_found_and_audited(demo_app, browser, is
     assert refused[0]["detail"]["consent_id"] == consent_id
     assert refused[0]["patient"] != audit_events(demo_app, "consent.granted")[0]["patient"]
     assert ISSUER  # (same-origin posts in these tests carry no Origin, as a same-page form)
+
+
+def test_the_login_brings_the_patient_back_to_the_same_filtered_page(demo_app, issue, places):
+    browser = demo_app.test_client()
+    asked = browser.get("/portal/history", query_string={"since": "2026-01-01"})
+    assert asked.status_code == 302
+    login(browser, issue())
+    back = browser.get(asked.headers["Location"])
+    assert back.status_code == 302
+    assert back.headers["Location"] == "/portal/history?since=2026-01-01"
