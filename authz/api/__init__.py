@@ -37,12 +37,19 @@ def _refuse_nul() -> Response | None:
         values.extend(request.form.values())
     if not any("\x00" in value for value in values):
         return None
+    if request.blueprint in PAGES:
+        from authz.web import nul_refused
+
+        return nul_refused()
     if request.path.startswith("/oauth/"):
         response = jsonify(error="invalid_request", error_description="NUL in a parameter")
         response.status_code = 400
         response.headers["Cache-Control"] = "no-store"
         return response
     return problem(400, "invalid_request", "NUL characters are not allowed.")
+
+
+PAGES = frozenset({"web", "portal", "auditor", "demo", "i18n"})  # server-rendered pages
 
 
 def _after(response: Response) -> Response:

@@ -54,6 +54,17 @@ def form_refusal() -> tuple[str, str, int] | None:
     return None
 
 
+def nul_refused() -> Response:
+    """The page that refuses NUL in a page's URL or form (before any view or query runs)."""
+    from flask import render_template
+    from flask_babel import gettext
+
+    body = render_template("message.html", title=gettext("Nothing was changed"), back=None,
+                           message=gettext("The request contains characters that are not "
+                                           "allowed; nothing was changed."))
+    return secure_page(Response(body, status=400, mimetype="text/html"))
+
+
 def secure_page(response: Response) -> Response:
     response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Frame-Options"] = "DENY"

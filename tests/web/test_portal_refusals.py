@@ -149,4 +149,6 @@ def test_nul_is_refused_at_the_edge_before_any_query(demo_app, patient, places):
         "csrf": csrf(form), "institution": "ins_\x00", "purpose": "treatment_referral",
         "category": ["medication"], "end": "2027-06-30"})
     assert page.status_code == 400
+    assert page.mimetype == "text/html" and 'role="alert"' in page.get_data(as_text=True)
+    assert page.headers["Content-Security-Policy"].startswith("default-src 'none'")
     assert consents(demo_app) == []
