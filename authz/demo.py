@@ -49,23 +49,28 @@ class DemoCard:
     gender: str
     address: str
     note: str
+    note_ja: str
     password: str | None = DEMO_PASSWORD
     moved_to: str | None = None
 
 
 DEMO_CARDS = (
     DemoCard("hanako.json", "見本\u3000花子", "1985-03-15", "female",
-             "東京都千代田区見本町一丁目1番1号", "adult: login and identity proofing"),
+             "東京都千代田区見本町一丁目1番1号", "adult: login and identity proofing",
+             "成人：ログインと本人確認"),
     DemoCard("taro.json", "見本\u3000太郎", "2016-08-01", "male",
              "東京都千代田区見本町一丁目1番1号",
-             "under 15: authentication certificate only, login-only account", password=None),
+             "under 15: authentication certificate only, login-only account",
+             "15歳未満：利用者証明用証明書のみ、ログイン専用のアカウント", password=None),
     DemoCard("jiro.json", "見本\u3000次郎", "1970-11-03", "male",
              "東京都千代田区見本町二丁目2番2号",
              "moved: first signature certificate revoked (affiliationChanged), new one issued",
+             "転居：最初の署名用証明書は失効（affiliationChanged）、新しい証明書を発行済み",
              moved_to="大阪府大阪市北区見本町三丁目3番3号"),
     DemoCard(AUDITOR_CARD, "見本\u3000監子", "1978-05-20", "female",
              "東京都千代田区見本町四丁目4番4号",
-             "the demo auditor: logs in at /auditor (registered with `authz auditor add`)"),
+             "the demo auditor: logs in at /auditor (registered with `authz auditor add`)",
+             "デモ監査人：/auditor にログイン（authz auditor add で登録済み）"),
 )
 
 
