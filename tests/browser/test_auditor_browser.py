@@ -179,3 +179,19 @@ def test_the_language_switch_shows_the_console_in_english(page: Page, service: S
     shot(page, "auditor-english")
     page.get_by_role("button", name="日本語").click()
     expect(page.locator("html")).to_have_attribute("lang", "ja")
+
+
+def test_the_console_reads_on_a_phone_with_enough_contrast(page: Page, service: Service) -> None:
+    from test_portal_browser import CONTRAST
+
+    page.set_viewport_size({"width": 375, "height": 740})
+    card_login(page, service, "/auditor", card=AUDITOR)
+    page.goto(service.base + "/auditor/events/1")
+    wait_until_sealed(page)  # the page at its widest: with the proof
+    for path in ("/auditor", "/auditor/events", "/auditor/events/1", "/auditor/checkpoints",
+                 "/auditor/emergency?status=all"):
+        page.goto(service.base + path)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 375, path  # nothing wider than the screen, hashes and tables included
+        assert page.evaluate(CONTRAST) == [], path
+    shot(page, "auditor-phone")
