@@ -12,12 +12,14 @@ import shutil
 import sys
 import time
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import click
 from flask import current_app
 from flask.cli import FlaskGroup
+from flask.cli import with_appcontext
 from flask_migrate.cli import db as db_commands
 from sqlalchemy.exc import SQLAlchemyError
 
@@ -272,6 +274,70 @@ def client_delete(client_id: str, yes: bool, as_json: bool) -> None:
     _require_yes(yes, "deleting a client revokes its tokens")
     service.delete_client(db.session(), client_id, actor=OPERATOR)
     emit({"client_id": client_id, "deleted": True}, as_json, lambda d: f"{client_id} deleted")
+
+
+# -- client registration tokens (RFC 7591 initial access tokens) -------------------------------
+
+_DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def _duration(value: str) -> timedelta:
+    """``90s``, ``30m``, ``24h`` or ``7d``."""
+    number, unit = value[:-1], value[-1:]
+    if unit not in _DURATION_UNITS or not number.isdigit():
+        raise CommandError(f"--expires-in {value!r}: a whole number followed by s, m, h or d")
+    return timedelta(seconds=int(number) * _DURATION_UNITS[unit])
+
+
+@client_group.group("registration-token", invoke_without_command=True)
+@click.option("--institution", help="The institution whose clients the token may register.")
+@click.option("--expires-in", default="24h", show_default=True, help="e.g. 30m, 24h, 7d.")
+@click.option("--uses", default=1, show_default=True, type=click.IntRange(1, 1000),
+              help="How many clients it may register.")
+@click.option("--json", "as_json", is_flag=True)
+@with_appcontext
+def registration_token(institution: str | None, expires_in: str, uses: int,
+                       as_json: bool) -> None:
+    """Issue an initial access token for dynamic registration (printed once, stored hashed);
+    list or revoke them with the subcommands."""
+    from authz.database import utcnow
+    from authz.oauth import registration
+
+    if click.get_current_context().invoked_subcommand is not None:
+        return
+    if institution is None:
+        raise CommandError("--institution is required to issue a registration token")
+    row, token = registration.issue_initial_token(
+        db.session(), institution, lifetime=_duration(expires_in), uses=uses, actor=OPERATOR,
+        now=utcnow())
+    emit({**row.to_dict(), "token": token}, as_json, lambda d: d["token"])
+
+
+@registration_token.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def registration_token_list(as_json: bool) -> None:
+    """List registration tokens (never the tokens themselves)."""
+    from authz.oauth import registration
+
+    rows = [t.to_dict() for t in registration.list_initial_tokens(db.session())]
+    emit(rows, as_json, lambda rs: "\n".join(
+        f"{d['id']}\t{d['institution']}\t{d['uses_left']}\t{d['expires_at']}\t"
+        f"{'revoked' if d['revoked_at'] else 'active'}" for d in rs))
+
+
+@registration_token.command("revoke")
+@click.argument("token_id")
+@click.option("--yes", is_flag=True, help="Confirm.")
+@click.option("--json", "as_json", is_flag=True)
+def registration_token_revoke(token_id: str, yes: bool, as_json: bool) -> None:
+    """Revoke a registration token; the clients it registered stay."""
+    from authz.database import utcnow
+    from authz.oauth import registration
+
+    _require_yes(yes, "a revoked registration token cannot register clients any more")
+    row = registration.revoke_initial_token(db.session(), token_id, actor=OPERATOR,
+                                            now=utcnow())
+    emit(row.to_dict(), as_json, lambda d: f"{d['id']} revoked")
 
 
 # -- keys ---------------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from authz.context import request_id_var
 access_log = logging.getLogger("authz.access")
 # Blueprints whose routes are JSON API routes: each must be in the OpenAPI document.
 JSON_BLUEPRINTS = frozenset({"health", "keys", "openapi", "jpki", "oauth", "decisions", "me",
-                             "audit", "history"})
+                             "audit", "history", "registration"})
 
 
 def _before() -> Response | None:
@@ -86,6 +86,7 @@ def register_api(app: Flask) -> None:
     from authz.api import me
     from authz.api import oauth
     from authz.api import openapi
+    from authz.api import registration
     from authz.api import telemetry
 
     app.before_request(_before)
@@ -96,6 +97,7 @@ def register_api(app: Flask) -> None:
     app.register_blueprint(history.bp)
     app.register_blueprint(jpki.bp)
     app.register_blueprint(oauth.bp)
+    app.register_blueprint(registration.bp)
     app.register_blueprint(keys.bp)
     app.register_blueprint(openapi.bp)
     app.register_blueprint(telemetry.bp)

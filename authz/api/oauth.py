@@ -112,6 +112,8 @@ def metadata() -> dict[str, Any]:
         "userinfo_endpoint": f"{issuer}/oauth/userinfo",
         "end_session_endpoint": f"{issuer}/oauth/logout",
         "revocation_endpoint": f"{issuer}/oauth/revoke",
+        # RFC 7591: needs an initial access token from the operator
+        "registration_endpoint": f"{issuer}/oauth/register",
         "introspection_endpoint_auth_methods_supported": ["private_key_jwt"],
         "introspection_endpoint_auth_signing_alg_values_supported": ["ES256"],
         "revocation_endpoint_auth_methods_supported": ["private_key_jwt", "none"],

@@ -266,6 +266,63 @@ PATHS.update({
 })
 
 
+# -- dynamic client registration (RFC 7591 / RFC 7592) --------------------------------------------
+CLIENT_METADATA_PROPERTIES: dict[str, Any] = {
+    "client_name": {"type": "string"}, "redirect_uris": {"type": "array", "items": {
+        "type": "string"}},
+    "token_endpoint_auth_method": {"enum": ["private_key_jwt", "none"]},
+    "grant_types": {"type": "array", "items": {"enum": [
+        "authorization_code", "refresh_token", "client_credentials"]}},
+    "response_types": {"type": "array", "items": {"const": "code"}},
+    "scope": {"type": "string"}, "jwks": {"type": "object"},
+    "token_endpoint_auth_signing_alg": {"const": "ES256"},
+    "require_pushed_authorization_requests": {"type": "boolean"},
+    "dpop_bound_access_tokens": {"type": "boolean"},
+    "resource_uri": {"type": "string"}}
+CLIENT_METADATA = {"type": "object", "properties": CLIENT_METADATA_PROPERTIES}
+REGISTERED = _ok({"type": "object", "required": [
+    "client_id", "client_id_issued_at", "registration_access_token", "registration_client_uri",
+    "client_name", "token_endpoint_auth_method", "redirect_uris", "grant_types",
+    "response_types", "scope"], "properties": {
+    **CLIENT_METADATA_PROPERTIES, "client_id": {"type": "string"},
+    "client_id_issued_at": {"type": "integer"},
+    "registration_access_token": {"type": "string"},
+    "registration_client_uri": {"type": "string"}}})
+BEARER_CHALLENGE = {**OAUTH_ERROR, "description": "RFC 6750 §3: no token, or a bad one",
+                    "headers": {**REQUEST_ID_HEADER, "WWW-Authenticate": {
+                        "required": True, "schema": {"type": "string", "minLength": 1},
+                        "description": "RFC 6750 §3 Bearer challenge"}}}
+METADATA_BODY = {"required": True, "content": {"application/json": {"schema": CLIENT_METADATA}}}
+CLIENT_ID_PARAMETER = {"name": "client_id", "in": "path", "required": True,
+                       "schema": {"type": "string"}}
+REGISTRATION_ERRORS = {"400": {**OAUTH_ERROR, "description": "RFC 7591 §3.2.2 error"},
+                       "401": BEARER_CHALLENGE, "429": _problem("Too many requests")}
+PATHS.update({
+    "/oauth/register": {"post": {
+        "operationId": "registerClient", "tags": ["oauth"], "security": [{"bearer": []}],
+        "summary": "RFC 7591: register a client of the institution of the initial access token",
+        "requestBody": METADATA_BODY,
+        "responses": {"201": {**REGISTERED, "description": "Registered"},
+                      **REGISTRATION_ERRORS}}},
+    "/oauth/register/{client_id}": {
+        "get": {"operationId": "readClientRegistration", "tags": ["oauth"],
+                "security": [{"bearer": []}], "parameters": [CLIENT_ID_PARAMETER],
+                "summary": "RFC 7592: the registered metadata (registration access token)",
+                "responses": {"200": REGISTERED, **REGISTRATION_ERRORS}},
+        "put": {"operationId": "replaceClientRegistration", "tags": ["oauth"],
+                "security": [{"bearer": []}], "parameters": [CLIENT_ID_PARAMETER],
+                "summary": "RFC 7592: replace all of the client's metadata",
+                "requestBody": METADATA_BODY,
+                "responses": {"200": REGISTERED, **REGISTRATION_ERRORS}},
+        "delete": {"operationId": "deleteClientRegistration", "tags": ["oauth"],
+                   "security": [{"bearer": []}], "parameters": [CLIENT_ID_PARAMETER],
+                   "summary": "RFC 7592: disable the client and revoke all it holds",
+                   "responses": {"204": {"description": "Deregistered",
+                                         "headers": REQUEST_ID_HEADER},
+                                 **REGISTRATION_ERRORS}}},
+})
+
+
 # -- consent: the decision API and the patient API (DESIGN section 8) --------------------------
 from authz.consent.service import ANY_PURPOSE  # noqa: E402 - kept with the block that uses it
 from authz.consent.vocabulary import CATEGORIES  # noqa: E402

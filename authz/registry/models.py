@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import JSON
 from sqlalchemy import Boolean
 from sqlalchemy import ForeignKey
+from sqlalchemy import Integer
 from sqlalchemy import String
 from sqlalchemy import false
 from sqlalchemy.orm import Mapped
@@ -68,3 +69,44 @@ class Client(Base):
                 "require_pushed_authorization_requests": bool(self.require_par),
                 "dpop_bound_access_tokens": bool(self.dpop_bound),
                 "created_at": self.created_at.isoformat()}
+
+
+class RegistrationToken(Base):
+    """An RFC 7591 §3 initial access token, made by the operator for one institution.
+
+    Only the SHA-256 of the token is kept; every client it registers belongs to
+    ``institution_id``, whatever the request says.
+    """
+
+    __tablename__ = "registration_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    institution_id: Mapped[str] = mapped_column(ForeignKey("institutions.id"), index=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    uses_left: Mapped[int] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "institution": self.institution_id,
+                "expires_at": self.expires_at.isoformat(), "uses_left": self.uses_left,
+                "created_at": self.created_at.isoformat(),
+                "revoked_at": self.revoked_at.isoformat() if self.revoked_at else None}
+
+
+class ClientRegistration(Base):
+    """RFC 7592: a dynamically registered client's registration access token (its hash).
+
+    Deleted with the client, and when the client deletes its own registration.
+    """
+
+    __tablename__ = "client_registrations"
+
+    client_id: Mapped[str] = mapped_column(
+        ForeignKey("clients.client_id", ondelete="CASCADE"), primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The initial access token that registered the client: which operator hand-out it came from.
+    token_id: Mapped[str] = mapped_column(
+        ForeignKey("registration_tokens.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -6,6 +6,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from dataclasses import field
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -95,10 +96,7 @@ def list_institutions(session: Session) -> list[Institution]:
 
 
 def add_client(session: Session, spec: ClientSpec, *, actor: str) -> Client:
-    method = rules.check_auth_method(spec.auth_method)
-    public = method == "none"
-    uris = rules.check_redirect_uris(spec.redirect_uris, public=public)
-    jwks = rules.check_jwks(spec.jwks, auth_method=method)
+    method, uris, jwks = _check_auth(spec)
     # An explicit but empty id is a mistake, not a request for a generated one.
     client_id = (rules.check_client_id(spec.client_id) if spec.client_id is not None
                  else new_id("cl"))
@@ -107,20 +105,10 @@ def add_client(session: Session, spec: ClientSpec, *, actor: str) -> Client:
     try:
         with write(session):
             institution = get_institution(session, spec.institution)
-            scopes = rules.check_scopes(spec.scope, auth_method=method,
-                                        institution_type=institution.type)
-            if not uris and "openid" in scopes:
-                raise InvalidInput("a client with the openid scope needs a redirect URI")
-            if spec.require_par and not uris:
-                raise InvalidInput("--require-par needs a client with a redirect URI"
-                                   " (it concerns authorization requests)")
-            resource = rules.check_resource_uri(spec.resource_uri,
-                                                institution_type=institution.type)
+            scopes, resource = _check_for_institution(session, spec, institution, uris,
+                                                      method=method, current=None)
             if _client_id_taken(session, client_id):
                 raise taken
-            if resource and session.execute(
-                    select(Client.client_id).where(Client.resource_uri == resource)).first():
-                raise Conflict(f"resource URI {resource!r} is already registered")
             client = Client(client_id=client_id, institution_id=institution.id, name=name,
                             auth_method=method, redirect_uris=uris, jwks=jwks, scopes=scopes,
                             resource_uri=resource, enabled=True,
@@ -130,14 +118,70 @@ def add_client(session: Session, spec: ClientSpec, *, actor: str) -> Client:
             session.flush()
             audit.record(session, audit.Event(
                 type="registry.client_added", actor=actor, institution=institution.id,
-                client=client_id, detail={"auth_method": method, "scopes": scopes,
-                                          "redirect_uris": uris,
-                                          "require_par": int(client.require_par),
-                                          "dpop_bound": int(client.dpop_bound)}))
+                client=client_id, detail=_audit_detail(client)))
     except IntegrityError:
         # PostgreSQL: a concurrent registration of the same client id won the race.
         raise taken from None
     return client
+
+
+def replace_client(session: Session, client_id: str, spec: ClientSpec, *, actor: str) -> Client:
+    """Replace every registered value of a client (RFC 7592 §2.2) under the rules of
+    :func:`add_client`. Its id and institution never change; it stays enabled or disabled."""
+    method, uris, jwks = _check_auth(spec)
+    name = rules.check_name(spec.name)
+    resource_taken = Conflict(f"resource URI {spec.resource_uri!r} is already registered")
+    try:
+        with write(session):
+            client = get_client(session, client_id)
+            if spec.institution != client.institution_id:
+                raise InvalidInput("a client's institution cannot change")
+            scopes, resource = _check_for_institution(session, spec, client.institution, uris,
+                                                      method=method, current=client_id)
+            client.name, client.auth_method, client.redirect_uris = name, method, uris
+            client.jwks, client.scopes, client.resource_uri = jwks, scopes, resource
+            client.require_par, client.dpop_bound = bool(spec.require_par), bool(spec.dpop_bound)
+            session.flush()
+            audit.record(session, audit.Event(
+                type="registry.client_replaced", actor=actor, institution=client.institution_id,
+                client=client_id, detail=_audit_detail(client)))
+    except IntegrityError:
+        raise resource_taken from None
+    return client
+
+
+def _check_auth(spec: ClientSpec) -> tuple[str, list[str], dict[str, Any] | None]:
+    """The checks that need no database: auth method, redirect URIs, keys."""
+    method = rules.check_auth_method(spec.auth_method)
+    public = method == "none"
+    uris = rules.check_redirect_uris(spec.redirect_uris, public=public)
+    return method, uris, rules.check_jwks(spec.jwks, auth_method=method)
+
+
+def _check_for_institution(session: Session, spec: ClientSpec, institution: Institution,
+                           uris: list[str], *, method: str,
+                           current: str | None) -> tuple[list[str], str | None]:
+    """Scopes and resource URI for a client of ``institution`` (``current``: the client being
+    replaced, whose own resource URI is not a conflict)."""
+    scopes = rules.check_scopes(spec.scope, auth_method=method,
+                                institution_type=institution.type)
+    if not uris and "openid" in scopes:
+        raise InvalidInput("a client with the openid scope needs a redirect URI")
+    if spec.require_par and not uris:
+        raise InvalidInput("requiring pushed authorization requests needs a client with a"
+                           " redirect URI (it concerns authorization requests)")
+    resource = rules.check_resource_uri(spec.resource_uri, institution_type=institution.type)
+    if resource and session.execute(
+            select(Client.client_id).where(Client.resource_uri == resource,
+                                           Client.client_id != current)).first():
+        raise Conflict(f"resource URI {resource!r} is already registered")
+    return scopes, resource
+
+
+def _audit_detail(client: Client) -> dict[str, Any]:
+    return {"auth_method": client.auth_method, "scopes": list(client.scopes),
+            "redirect_uris": list(client.redirect_uris),
+            "require_par": int(client.require_par), "dpop_bound": int(client.dpop_bound)}
 
 
 def get_client(session: Session, client_id: str) -> Client:
