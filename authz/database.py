@@ -13,9 +13,12 @@ Use :func:`write` for every unit of work that changes state.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from collections.abc import Iterator
+from collections.abc import Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC
 from datetime import datetime
 from pathlib import Path
@@ -96,7 +99,9 @@ def configure_engine(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         immediate = conn.get_execution_options().get(WRITE_OPTION)
-        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        # Straight to the driver: exec_driver_sql's bookkeeping cost more than the BEGIN.
+        raw: Any = conn.connection.driver_connection
+        raw.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
 
 @contextmanager
@@ -138,6 +143,92 @@ def is_write_transaction(session: Session | scoped_session[Session]) -> bool:
 def dialect_name(session: Session) -> str:
     bind = session.get_bind()
     return bind.dialect.name
+
+
+# -- statements straight to the driver ----------------------------------------------------------
+# On the hot paths (token endpoint, introspection, the audit append) SQLAlchemy's bookkeeping
+# per execution costs several times a primary-key statement on SQLite. Measured in-process, the
+# reads and the write transaction of a client-credentials request: 820 us through the session
+# and Core, 290 us this way (docs/decisions.md, "Token endpoint and introspection").
+
+
+class SQL:
+    """One statement written with ``?`` placeholders, in the paramstyle of each driver."""
+
+    def __init__(self, text: str) -> None:
+        self.sqlite = text
+        self.postgresql = text.replace("?", "%s")
+
+
+@dataclass(frozen=True)
+class Driver:
+    """The DBAPI connection (sqlite3 or psycopg) under a session, with the conversions that
+    SQLAlchemy's column types would make (UTC times, JSON)."""
+
+    postgres: bool
+    connection: Any
+
+    def execute(self, statement: SQL, params: Sequence[Any] = ()) -> Any:
+        """Run ``statement``; returns the driver's cursor."""
+        if self.postgres:
+            return self.connection.execute(statement.postgresql, params)
+        return self.connection.execute(statement.sqlite, params)
+
+    def time_param(self, moment: datetime) -> Any:
+        """A parameter for a :class:`UTCDateTime` column."""
+        if moment.tzinfo is None:
+            raise ValueError("naive datetime given to a UTC column")
+        utc = moment.astimezone(UTC)
+        if self.postgres:
+            return utc
+        # The text SQLAlchemy stores for SQLite: rows of both compare in time order.
+        return (f"{utc.year:04d}-{utc.month:02d}-{utc.day:02d} {utc.hour:02d}:{utc.minute:02d}"
+                f":{utc.second:02d}.{utc.microsecond:06d}")
+
+    def time_value(self, value: Any) -> datetime | None:
+        """A :class:`UTCDateTime` column's value as an aware UTC datetime."""
+        if value is None:
+            return None
+        if isinstance(value, datetime):
+            return value.astimezone(UTC) if value.tzinfo else value.replace(tzinfo=UTC)
+        return datetime.fromisoformat(value).replace(tzinfo=UTC)
+
+    def json_param(self, value: Any) -> str:
+        """A parameter for a JSON column."""
+        return json.dumps(value)
+
+    def json_value(self, value: Any) -> Any:
+        """A JSON column's value (psycopg decodes JSON itself, sqlite3 returns the text)."""
+        return value if self.postgres or value is None else json.loads(value)
+
+
+def driver(session: Session | scoped_session[Session]) -> Driver:
+    """The driver connection of the session's transaction (begun if none is open)."""
+    connection = real(session).connection()
+    return Driver(connection.dialect.name == "postgresql", connection.connection.driver_connection)
+
+
+@contextmanager
+def reader(session: Session | scoped_session[Session]) -> Iterator[Driver]:
+    """A driver connection for reads of committed state (no cache: read when asked).
+
+    SQLite: a connection borrowed from the engine's pool for the duration (5 us), unless the
+    session has a transaction open, whose writes the read must see. The session then opens no
+    read transaction that :func:`write` would roll back before it can begin: that pair cost
+    about 80 us of SQLAlchemy bookkeeping per request. PostgreSQL: the session's connection,
+    since every borrowed one would add round trips (ping, rollback) to the server.
+    """
+    session = real(session)
+    bind = session.get_bind()
+    if (session.in_transaction() or not isinstance(bind, Engine)
+            or bind.dialect.name != "sqlite"):
+        yield driver(session)
+        return
+    borrowed = bind.raw_connection()
+    try:
+        yield Driver(False, borrowed.driver_connection)
+    finally:
+        borrowed.close()  # back to the pool
 
 
 @contextmanager

@@ -19,27 +19,24 @@ from typing import Any
 from typing import cast
 
 from sqlalchemy import Table
-from sqlalchemy import bindparam
-from sqlalchemy import select
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from authz.audit import canonical
 from authz.audit.models import GENESIS_HASH
 from authz.audit.models import HEAD_ID
-from authz.audit.models import AuditEvent
 from authz.audit.models import AuditHead
+from authz.database import SQL
 from authz.database import ProgrammingError
-from authz.database import dialect_name
+from authz.database import driver
 from authz.database import is_write_transaction
 from authz.database import utcnow
 
-EVENTS = cast(Table, AuditEvent.__table__)
 HEAD = cast(Table, AuditHead.__table__)
-ADVANCE = update(HEAD).where(HEAD.c.id == HEAD_ID).values(
-    seq=bindparam("seq"), hash=bindparam("hash"))
-HEAD_ROW = select(HEAD.c.seq, HEAD.c.hash).where(HEAD.c.id == HEAD_ID)
-HEAD_ROW_LOCKED = HEAD_ROW.with_for_update()
+_HEAD = SQL("SELECT seq, hash FROM audit_head WHERE id = ?")
+_HEAD_LOCKED = SQL("SELECT seq, hash FROM audit_head WHERE id = ? FOR UPDATE")
+_APPEND = SQL("INSERT INTO audit_events (seq, time, type, outcome, institution_id, patient_id,"
+              " record, hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)")
+_ADVANCE = SQL("UPDATE audit_head SET seq = ?, hash = ? WHERE id = ?")
 SCHEMA_VERSION = 1
 OUTCOMES = frozenset({"success", "failure", "permit", "deny"})
 _TYPE = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z][a-z0-9_]*)+$")
@@ -103,23 +100,19 @@ def record(session: Session, event: Event, *, now: datetime | None = None) -> in
     """Append ``event`` in the caller's write transaction and return its sequence number."""
     if not is_write_transaction(session):
         raise ProgrammingError("audit.record() must run inside authz.database.write()")
-    # Statements built once and run on the connection: the session's execute path and a
-    # statement built per call cost more than the SQL itself (hot path of every endpoint).
-    connection = session.connection()
-    head = HEAD_ROW_LOCKED if dialect_name(session) == "postgresql" else HEAD_ROW
-    row = connection.execute(head).one_or_none()
+    # Straight to the driver (authz.database.Driver): SQLAlchemy's bookkeeping per execution
+    # cost more than the SQL itself, and this runs on every audited request.
+    db = driver(session)
+    row = db.execute(_HEAD_LOCKED if db.postgres else _HEAD, (HEAD_ID,)).fetchone()
     if row is None:
         raise ProgrammingError("audit chain head missing: run `authz db upgrade`")
-    seq = int(row.seq) + 1
+    seq = int(row[0]) + 1
     moment = now or utcnow()
-    data = build_record(event, seq, bytes(row.hash), moment)
+    data = build_record(event, seq, bytes(row[1]), moment)
     digest = hashlib.sha256(data).digest()
-    # Table-level statements: the ORM-enabled forms cost several times more per event.
-    connection.execute(EVENTS.insert(), {
-        "seq": seq, "time": moment, "type": event.type, "outcome": event.outcome,
-        "institution_id": event.institution, "patient_id": event.patient,
-        "record": data, "hash": digest})
-    connection.execute(ADVANCE, {"seq": seq, "hash": digest})
+    db.execute(_APPEND, (seq, db.time_param(moment), event.type, event.outcome,
+                         event.institution, event.patient, data, digest))
+    db.execute(_ADVANCE, (seq, digest, HEAD_ID))
     return seq
 
 

@@ -19,22 +19,19 @@ import hashlib
 from dataclasses import dataclass
 from datetime import datetime
 from datetime import timedelta
-from typing import Any
 
 from sqlalchemy import String
-from sqlalchemy import bindparam
 from sqlalchemy import delete
 from sqlalchemy import select
 from sqlalchemy import tuple_
-from sqlalchemy.dialects import postgresql
-from sqlalchemy.dialects import sqlite
 from sqlalchemy.orm import Mapped
 from sqlalchemy.orm import Session
 from sqlalchemy.orm import mapped_column
 
+from authz.database import SQL
 from authz.database import Base
 from authz.database import UTCDateTime
-from authz.database import dialect_name
+from authz.database import driver
 from authz.database import write
 from authz.jobs.runner import Job
 from authz.jobs.runner import JobContext
@@ -59,19 +56,12 @@ def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def _remember_statement(dialect: Any) -> Any:
-    statement = dialect.insert(ReplayEntry).values(
-        scope=bindparam("scope"), key=bindparam("key"), expires_at=bindparam("expires_at"))
-    return statement.on_conflict_do_update(
-        index_elements=[ReplayEntry.scope, ReplayEntry.key],
-        set_={"expires_at": statement.excluded.expires_at},
-        where=ReplayEntry.expires_at <= bindparam("now"),  # only an expired entry is taken over
-    ).returning(ReplayEntry.scope)
-
-
-# Built once: constructing the statement per call cost several times its execution.
-_REMEMBER = {"postgresql": _remember_statement(postgresql),
-             "sqlite": _remember_statement(sqlite)}
+# Straight to the driver (authz.database.Driver): on the token endpoint's hot path SQLAlchemy's
+# bookkeeping cost several times the statement. Only an expired entry is taken over.
+_REMEMBER = SQL(
+    'INSERT INTO replay_entries (scope, "key", expires_at) VALUES (?, ?, ?)'
+    ' ON CONFLICT (scope, "key") DO UPDATE SET expires_at = excluded.expires_at'
+    ' WHERE replay_entries.expires_at <= ? RETURNING scope')
 
 
 def remember(session: Session, scope: str, key: str, expires_at: datetime,
@@ -84,10 +74,10 @@ def remember(session: Session, scope: str, key: str, expires_at: datetime,
     """
     if not 0 < len(scope) <= SCOPE_MAX:
         raise ValueError(f"replay scope must be 1 to {SCOPE_MAX} characters")
-    statement = _REMEMBER["postgresql" if dialect_name(session) == "postgresql" else "sqlite"]
     with write(session):
-        found = session.connection().execute(statement, {
-            "scope": scope, "key": digest(key), "expires_at": expires_at, "now": now}).first()
+        db = driver(session)
+        found = db.execute(_REMEMBER, (scope, digest(key), db.time_param(expires_at),
+                                       db.time_param(now))).fetchone()
     return found is not None
 
 

@@ -37,7 +37,6 @@ from flask import Flask
 from flask import current_app
 from flask import g
 from flask import request as flask_request
-from sqlalchemy import Row
 from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.orm import Session
@@ -149,8 +148,8 @@ class ClientView:
     dpop_bound: bool = False  # RFC 9449 §5.2: tokens only with a DPoP proof
 
     @classmethod
-    def of(cls, row: Client | Row[*tuple[Any, ...]]) -> ClientView:
-        """From the ORM row or from the Core row of :data:`authz.oauth.store.CLIENT_BY_ID`."""
+    def of(cls, row: Client | store.ClientRow) -> ClientView:
+        """From the ORM row or from :func:`authz.oauth.store.client_row`."""
         return cls(row.client_id, row.institution_id, row.name, row.auth_method,
                    tuple(row.redirect_uris), tuple(row.scopes), row.jwks, row.resource_uri,
                    bool(row.require_par), bool(row.dpop_bound))
@@ -159,7 +158,7 @@ class ClientView:
 class OAuthClient(ClientMixin):  # type: ignore[misc]
     """A registered client as Authlib sees it; every check is exact and fails closed."""
 
-    def __init__(self, row: Client | Row[*tuple[Any, ...]]) -> None:
+    def __init__(self, row: Client | store.ClientRow) -> None:
         self.row = ClientView.of(row)
         self.institution_id = row.institution_id
 
@@ -466,9 +465,12 @@ def save_token(token: dict[str, Any], request: Any) -> None:
 
     One write transaction, committed before the response leaves: the client assertion's
     ``jti`` when the view deferred it, the grant (client credentials), the token rows, the
-    patient's pairwise subject and the audit event. Core statements throughout.
+    patient's pairwise subject and the audit event.
     """
     issue = _current_issue()
+    jti = issue.jti
+    if jti is None:
+        raise RuntimeError("save_token without a token from generate_token")
     client: OAuthClient = request.client
     session = _session()
     now = utcnow()
@@ -483,14 +485,12 @@ def save_token(token: dict[str, Any], request: Any) -> None:
             grant_id = issue.grant_id
             if grant_id is None:  # client credentials: the client is its own grant
                 grant_id = f"grt_{secrets.token_hex(8)}"
-                store.insert_grant(session, {
-                    "id": grant_id, "client_id": client_id, "account_id": None,
-                    "scope": token["scope"], "resource": issue.audience, "created_at": now})
-            store.insert_access_token(session, {
-                "jti": issue.jti, "grant_id": grant_id, "client_id": client_id,
-                "subject": subject, "scope": token["scope"], "audience": issue.audience,
-                "dpop_jkt": jkt, "issued_at": now,
-                "expires_at": now + timedelta(seconds=ACCESS_TOKEN_LIFETIME)})
+                store.insert_grant(session, grant_id=grant_id, client_id=client_id,
+                                   scope=token["scope"], resource=issue.audience, now=now)
+            store.insert_access_token(
+                session, jti=jti, grant_id=grant_id, client_id=client_id,
+                subject=subject, scope=token["scope"], audience=issue.audience, dpop_jkt=jkt,
+                issued_at=now, expires_at=now + timedelta(seconds=ACCESS_TOKEN_LIFETIME))
             if "refresh_token" in token:
                 store.insert_refresh_token(session, {
                     "token_hash": token_hash(token["refresh_token"]), "grant_id": grant_id,
@@ -505,7 +505,7 @@ def save_token(token: dict[str, Any], request: Any) -> None:
                 client=client_id, institution=client.institution_id,
                 patient=user.id if user else None,
                 detail={"grant_type": request.payload.grant_type or "", "grant": grant_id,
-                        "scope": token["scope"], "jti": issue.jti,
+                        "scope": token["scope"], "jti": jti,
                         "refresh": int("refresh_token" in token)}), now=now)
     except AssertionReplayed:
         assertion_claimed()  # seen before: nothing to record

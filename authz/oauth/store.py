@@ -1,9 +1,10 @@
 """OAuth storage: grant-wide operations, and the hot-path statements of the token endpoint
 and introspection.
 
-The hot path uses table-level (Core) statements built once at import, executed on the
-session's connection: an ORM ``session.get``/``add``/``flush`` or a statement built per call
-cost several times the SQL itself (docs/decisions.md, "Token endpoint and introspection").
+The token endpoint and introspection send their statements straight to the driver
+(:class:`authz.database.Driver`): SQLAlchemy's bookkeeping per execution cost several times
+the SQL itself (docs/decisions.md, "Token endpoint and introspection"). The other hot path,
+the JSON API's token check, runs a table-level (Core) statement built once at import.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
+from typing import NamedTuple
 from typing import cast
 
 from sqlalchemy import Row
@@ -24,7 +26,10 @@ from sqlalchemy.orm import Session
 
 from authz import audit
 from authz.consent.models import PairwiseSubject
+from authz.database import SQL
 from authz.database import dialect_name
+from authz.database import driver
+from authz.database import reader
 from authz.oauth.models import AccessToken
 from authz.oauth.models import Grant
 from authz.oauth.models import RefreshToken
@@ -37,20 +42,37 @@ REFRESH_TOKENS = cast(Table, RefreshToken.__table__)
 CLIENTS = cast(Table, Client.__table__)
 PAIRWISE = cast(Table, PairwiseSubject.__table__)
 
-CLIENT_BY_ID = select(
-    CLIENTS.c.client_id, CLIENTS.c.institution_id, CLIENTS.c.name, CLIENTS.c.auth_method,
-    CLIENTS.c.redirect_uris, CLIENTS.c.scopes, CLIENTS.c.jwks, CLIENTS.c.resource_uri,
-    CLIENTS.c.require_par, CLIENTS.c.dpop_bound, CLIENTS.c.enabled,
-).where(CLIENTS.c.client_id == bindparam("client_id"))
-RESOURCE_SERVER = select(CLIENTS.c.client_id).where(
-    CLIENTS.c.resource_uri == bindparam("uri"), CLIENTS.c.enabled.is_(True)).limit(1)
+CLIENT_BY_ID = SQL(
+    "SELECT client_id, institution_id, name, auth_method, redirect_uris, scopes, jwks,"
+    " resource_uri, require_par, dpop_bound, enabled FROM clients WHERE client_id = ?")
+RESOURCE_SERVER = SQL("SELECT 1 FROM clients WHERE resource_uri = ? AND enabled LIMIT 1")
 # Introspection: the token and the grant behind it, one indexed lookup (primary keys).
-TOKEN_AND_GRANT = select(
-    ACCESS_TOKENS.c.client_id, ACCESS_TOKENS.c.grant_id, ACCESS_TOKENS.c.expires_at,
-    ACCESS_TOKENS.c.revoked_at, GRANTS.c.id.label("grant_found"),
-    GRANTS.c.revoked_at.label("grant_revoked_at"),
-).select_from(ACCESS_TOKENS.outerjoin(GRANTS, GRANTS.c.id == ACCESS_TOKENS.c.grant_id)
-              ).where(ACCESS_TOKENS.c.jti == bindparam("jti"))
+TOKEN_AND_GRANT = SQL(
+    "SELECT t.client_id, t.grant_id, t.expires_at, t.revoked_at, g.id, g.revoked_at"
+    " FROM oauth_access_tokens AS t LEFT OUTER JOIN oauth_grants AS g ON g.id = t.grant_id"
+    " WHERE t.jti = ?")
+INSERT_GRANT = SQL(
+    "INSERT INTO oauth_grants (id, client_id, account_id, scope, resource, created_at)"
+    " VALUES (?, ?, ?, ?, ?, ?)")
+INSERT_ACCESS_TOKEN = SQL(
+    "INSERT INTO oauth_access_tokens (jti, grant_id, client_id, subject, scope, audience,"
+    " dpop_jkt, issued_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")
+
+
+class ClientRow(NamedTuple):
+    """The columns of a registered client that the OAuth endpoints look at."""
+
+    client_id: str
+    institution_id: str
+    name: str
+    auth_method: str
+    redirect_uris: list[str]
+    scopes: list[str]
+    jwks: dict[str, Any] | None
+    resource_uri: str | None
+    require_par: bool
+    dpop_bound: bool
+    enabled: bool
 
 
 INSTITUTIONS = cast(Table, Institution.__table__)
@@ -91,22 +113,39 @@ _REMEMBER_PAIRWISE = {"postgresql": _pairwise_statement(postgresql),
                       "sqlite": _pairwise_statement(sqlite)}
 
 
-def client_row(session: Session, client_id: str) -> Row[*tuple[Any, ...]] | None:
+def client_row(session: Session, client_id: str) -> ClientRow | None:
     """The registered client's columns (enabled or not), read on every request: no cache."""
-    return session.connection().execute(CLIENT_BY_ID, {"client_id": client_id}).first()
+    with reader(session) as db:
+        row = db.execute(CLIENT_BY_ID, (client_id,)).fetchone()
+        if row is None:
+            return None
+        return ClientRow(
+            row[0], row[1], row[2], row[3], db.json_value(row[4]), db.json_value(row[5]),
+            db.json_value(row[6]), row[7], bool(row[8]), bool(row[9]), bool(row[10]))
 
 
 def resource_server_exists(session: Session, uri: str) -> bool:
     """Whether an enabled client answers for the RFC 8707 resource ``uri``."""
-    return session.connection().execute(RESOURCE_SERVER, {"uri": uri}).first() is not None
+    with reader(session) as db:
+        return db.execute(RESOURCE_SERVER, (uri,)).fetchone() is not None
 
 
-def insert_grant(session: Session, values: Mapping[str, Any]) -> None:
-    session.connection().execute(GRANTS.insert(), dict(values))
+def insert_grant(session: Session, *, grant_id: str, client_id: str, scope: str,
+                 resource: list[str], now: datetime) -> None:
+    """A client's own grant (client credentials: no patient), in the caller's write."""
+    db = driver(session)
+    db.execute(INSERT_GRANT, (grant_id, client_id, None, scope, db.json_param(resource),
+                              db.time_param(now)))
 
 
-def insert_access_token(session: Session, values: Mapping[str, Any]) -> None:
-    session.connection().execute(ACCESS_TOKENS.insert(), dict(values))
+def insert_access_token(session: Session, *, jti: str, grant_id: str, client_id: str,
+                        subject: str, scope: str, audience: list[str], dpop_jkt: str | None,
+                        issued_at: datetime, expires_at: datetime) -> None:
+    """An issued access token by ``jti``, in the caller's write."""
+    db = driver(session)
+    db.execute(INSERT_ACCESS_TOKEN, (
+        jti, grant_id, client_id, subject, scope, db.json_param(audience), dpop_jkt,
+        db.time_param(issued_at), db.time_param(expires_at)))
 
 
 def insert_refresh_token(session: Session, values: Mapping[str, Any]) -> None:
@@ -130,13 +169,17 @@ def remember_pairwise(session: Session, institution_id: str, sub: str, account_i
 def live_access_token(session: Session, jti: str, now: datetime) -> str | None:
     """The client id of a recorded, unexpired, unrevoked access token whose grant (if any)
     still stands; None otherwise. One primary-key lookup joining token and grant."""
-    row = session.connection().execute(TOKEN_AND_GRANT, {"jti": jti}).first()
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
+    with reader(session) as db:
+        row = db.execute(TOKEN_AND_GRANT, (jti,)).fetchone()
+        if row is None:
+            return None
+        client_id, grant_id, expires_at, revoked_at, grant_found, grant_revoked_at = row
+        expires = db.time_value(expires_at)
+    if revoked_at is not None or expires is None or expires <= now:
         return None
-    if row.grant_id is not None and (row.grant_found is None
-                                     or row.grant_revoked_at is not None):
+    if grant_id is not None and (grant_found is None or grant_revoked_at is not None):
         return None
-    return str(row.client_id)
+    return str(client_id)
 
 
 def revoke_grant(session: Session, grant: Grant, reason: str, now: datetime) -> None:
