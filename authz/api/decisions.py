@@ -17,7 +17,6 @@ from flask import Blueprint
 from flask import Response
 from flask import jsonify
 from flask import request
-from sqlalchemy import select
 
 from authz import audit
 from authz.api.auth import Caller
@@ -26,7 +25,7 @@ from authz.api.auth import TokenError
 from authz.api.auth import require_token
 from authz.api.bodies import json_object
 from authz.api.context import request_id
-from authz.consent.models import PairwiseSubject
+from authz.consent import lookup
 from authz.consent.service import check_categories
 from authz.consent.vocabulary import PURPOSES
 from authz.database import utcnow
@@ -143,10 +142,7 @@ def _question(session: Any, caller: Caller, item: dict[str, Any]) -> Question:
     role = item.get("role")
     if not isinstance(role, str) or len(role) > 64:
         raise InvalidInput("role is required")
-    account_id = session.execute(
-        select(PairwiseSubject.account_id).where(
-            PairwiseSubject.institution_id == caller.institution_id,
-            PairwiseSubject.sub == patient)).scalar_one_or_none()
+    account_id = lookup.account_of(session, caller.institution_id, patient)
     if account_id is None:
         raise UnknownPatient()
     if role == PATIENT_ROLE:

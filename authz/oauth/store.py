@@ -1,10 +1,9 @@
-"""OAuth storage: grant-wide operations, and the hot-path statements of the token endpoint
-and introspection.
+"""OAuth storage: grant-wide operations, and the hot-path statements of the token endpoint,
+introspection and the JSON API's token check.
 
-The token endpoint and introspection send their statements straight to the driver
-(:class:`authz.database.Driver`): SQLAlchemy's bookkeeping per execution cost several times
-the SQL itself (docs/decisions.md, "Token endpoint and introspection"). The other hot path,
-the JSON API's token check, runs a table-level (Core) statement built once at import.
+The hot paths send their statements straight to the driver (:class:`authz.database.Driver`):
+SQLAlchemy's bookkeeping per execution cost several times the SQL itself (docs/decisions.md,
+"Token endpoint and introspection" and "Decision API per request").
 """
 
 from __future__ import annotations
@@ -15,10 +14,7 @@ from typing import Any
 from typing import NamedTuple
 from typing import cast
 
-from sqlalchemy import Row
 from sqlalchemy import Table
-from sqlalchemy import bindparam
-from sqlalchemy import select
 from sqlalchemy import update
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects import sqlite
@@ -33,13 +29,8 @@ from authz.database import reader
 from authz.oauth.models import AccessToken
 from authz.oauth.models import Grant
 from authz.oauth.models import RefreshToken
-from authz.registry.models import Client
-from authz.registry.models import Institution
 
-GRANTS = cast(Table, Grant.__table__)
-ACCESS_TOKENS = cast(Table, AccessToken.__table__)
 REFRESH_TOKENS = cast(Table, RefreshToken.__table__)
-CLIENTS = cast(Table, Client.__table__)
 PAIRWISE = cast(Table, PairwiseSubject.__table__)
 
 CLIENT_BY_ID = SQL(
@@ -75,33 +66,49 @@ class ClientRow(NamedTuple):
     enabled: bool
 
 
-INSTITUTIONS = cast(Table, Institution.__table__)
 # The caller behind an access token on the JSON API, in one lookup: token, its grant (and the
 # patient), the client and its institution.
-CALLER_OF_TOKEN = select(
-    ACCESS_TOKENS.c.client_id, ACCESS_TOKENS.c.grant_id, ACCESS_TOKENS.c.expires_at,
-    ACCESS_TOKENS.c.revoked_at, GRANTS.c.id.label("grant_found"),
-    GRANTS.c.revoked_at.label("grant_revoked_at"), GRANTS.c.account_id,
-    CLIENTS.c.enabled, CLIENTS.c.dpop_bound, INSTITUTIONS.c.id.label("institution_id"),
-    INSTITUTIONS.c.type.label("institution_type"), INSTITUTIONS.c.roles,
-    INSTITUTIONS.c.emergency,
-).select_from(
-    ACCESS_TOKENS.outerjoin(GRANTS, GRANTS.c.id == ACCESS_TOKENS.c.grant_id)
-    .join(CLIENTS, CLIENTS.c.client_id == ACCESS_TOKENS.c.client_id)
-    .join(INSTITUTIONS, INSTITUTIONS.c.id == CLIENTS.c.institution_id)
-).where(ACCESS_TOKENS.c.jti == bindparam("jti"))
+CALLER_OF_TOKEN = SQL(
+    "SELECT t.client_id, t.grant_id, t.expires_at, t.revoked_at, g.id, g.revoked_at,"
+    " g.account_id, c.enabled, c.dpop_bound, i.id, i.type, i.roles, i.emergency"
+    " FROM oauth_access_tokens AS t LEFT OUTER JOIN oauth_grants AS g ON g.id = t.grant_id"
+    " JOIN clients AS c ON c.client_id = t.client_id"
+    " JOIN institutions AS i ON i.id = c.institution_id"
+    " WHERE t.jti = ?")
 
 
-def token_caller(session: Session, jti: str, now: datetime) -> Row[*tuple[Any, ...]] | None:
-    """The caller row of a recorded, unexpired, unrevoked access token whose grant (if any)
-    still stands; None otherwise (one indexed lookup, read on every call: no cache)."""
-    row = session.connection().execute(CALLER_OF_TOKEN, {"jti": jti}).first()
-    if row is None or row.revoked_at is not None or row.expires_at <= now:
+class TokenCaller(NamedTuple):
+    """Who stands behind a live access token: its client, institution and (user tokens) account."""
+
+    client_id: str
+    grant_id: str | None
+    account_id: str | None
+    enabled: bool
+    dpop_bound: bool
+    institution_id: str
+    institution_type: str
+    roles: list[str]
+    emergency: bool
+
+
+def token_caller(session: Session, jti: str, now: datetime) -> TokenCaller | None:
+    """The caller of a recorded, unexpired, unrevoked access token whose grant (if any) still
+    stands; None otherwise (one indexed lookup, read on every call: no cache)."""
+    with reader(session) as db:
+        row = db.execute(CALLER_OF_TOKEN, (jti,)).fetchone()
+        if row is None:
+            return None
+        (client_id, grant_id, expires_at, revoked_at, grant_found, grant_revoked_at,
+         account_id, enabled, dpop_bound, institution_id, institution_type, roles,
+         emergency) = row
+        expires = db.time_value(expires_at)
+        roles = db.json_value(roles)
+    if revoked_at is not None or expires is None or expires <= now:
         return None
-    if row.grant_id is not None and (row.grant_found is None
-                                     or row.grant_revoked_at is not None):
+    if grant_id is not None and (grant_found is None or grant_revoked_at is not None):
         return None
-    return row
+    return TokenCaller(client_id, grant_id, account_id, bool(enabled), bool(dpop_bound),
+                       institution_id, institution_type, list(roles), bool(emergency))
 
 
 def _pairwise_statement(dialect: Any) -> Any:
