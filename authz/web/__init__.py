@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hmac
 import secrets
+from collections.abc import Callable
 
+from flask import Blueprint
 from flask import Flask
 from flask import Response
 from flask import abort
@@ -63,6 +65,25 @@ def nul_refused() -> Response:
                            message=gettext("The request contains characters that are not "
                                            "allowed; nothing was changed."))
     return secure_page(Response(body, status=400, mimetype="text/html"))
+
+
+def page_errors(bp: Blueprint, render: Callable[[str, int], tuple[str, int]]) -> None:
+    """Service and HTTP errors raised in ``bp``'s views become ``bp``'s own refusal page."""
+    from flask_babel import gettext
+    from werkzeug.exceptions import HTTPException
+
+    from authz.errors import AuthzError
+
+    @bp.errorhandler(AuthzError)
+    def _service_error(error: AuthzError) -> tuple[str, int]:
+        return render(error.description, error.status if error.status < 500 else 500)
+
+    @bp.errorhandler(HTTPException)
+    def _http_error(error: HTTPException) -> tuple[str, int]:
+        status = error.code or 500
+        message = gettext("This page does not exist.") if status == 404 else \
+            gettext("This request cannot be handled.")
+        return render(message, status)
 
 
 def secure_page(response: Response) -> Response:

@@ -35,7 +35,6 @@ from flask import url_for
 from flask_babel import gettext as _
 from sqlalchemy import func
 from sqlalchemy import select
-from werkzeug.exceptions import HTTPException
 
 from authz import audit
 from authz.api.context import request_id
@@ -55,6 +54,7 @@ from authz.extensions import db
 from authz.keys import service as keys
 from authz.registry.models import Institution
 from authz.web import form_refusal
+from authz.web import page_errors
 from authz.web import secure_page
 from authz.web.i18n import TIMEZONE
 from authz.web.pages import current_login
@@ -124,6 +124,9 @@ def _error_page(message: str, status: int, *, other_card: bool = False) -> tuple
     return render_template("auditor/error.html", message=message, login_url=login_url), status
 
 
+page_errors(bp, _error_page)
+
+
 def _audit_refusal(refused: Refused) -> None:
     account_id = g.get("account_id")
     if account_id is None:
@@ -136,19 +139,6 @@ def _audit_refusal(refused: Refused) -> None:
         audit.record(session, audit.Event(
             type="audit.refused", actor=actor, outcome="failure", reason=refused.reason,
             request_id=request_id(), detail={"endpoint": request.endpoint or "-"}))
-
-
-@bp.errorhandler(AuthzError)
-def _service_error(error: AuthzError) -> tuple[str, int]:
-    return _error_page(error.description, error.status if error.status < 500 else 500)
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(error: HTTPException) -> tuple[str, int]:
-    status = error.code or 500
-    message = _("This page does not exist.") if status == 404 else \
-        _("This request cannot be handled.")
-    return _error_page(message, status)
 
 
 def _read(operation: str, count: int = 0, **detail: Any) -> None:

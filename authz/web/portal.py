@@ -37,7 +37,6 @@ from itsdangerous import BadSignature
 from itsdangerous import SignatureExpired
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import select
-from werkzeug.exceptions import HTTPException
 
 from authz import audit
 from authz.api.context import request_id
@@ -68,6 +67,7 @@ from authz.registry.models import Client
 from authz.registry.models import Institution
 from authz.web import csrf_token
 from authz.web import form_refusal
+from authz.web import page_errors
 from authz.web import secure_page
 from authz.web.i18n import TIMEZONE
 from authz.web.pages import current_login
@@ -143,6 +143,9 @@ def _error_page(message: str, status: int, *, login_again: bool = False) -> tupl
     return render_template("portal/error.html", message=message, login_url=login_url), status
 
 
+page_errors(bp, _error_page)
+
+
 def _audit_refusal(refused: Refused) -> None:
     row = current_login()
     if row is None:
@@ -158,19 +161,6 @@ def _audit_refusal(refused: Refused) -> None:
             type="portal.refused", actor=f"patient:{row.account_id}", outcome="failure",
             patient=row.account_id, reason=refused.reason, request_id=request_id(),
             detail=detail))
-
-
-@bp.errorhandler(AuthzError)
-def _service_error(error: AuthzError) -> tuple[str, int]:
-    return _error_page(error.description, error.status if error.status < 500 else 500)
-
-
-@bp.errorhandler(HTTPException)
-def _http_error(error: HTTPException) -> tuple[str, int]:
-    status = error.code or 500
-    message = _("This page does not exist.") if status == 404 else \
-        _("This request cannot be handled.")
-    return _error_page(message, status)
 
 
 # -- input ---------------------------------------------------------------------------------------
